@@ -1,0 +1,1 @@
+"""Outside capabilities injected as Dagster resources: model providers and media storage."""

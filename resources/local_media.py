@@ -1,0 +1,61 @@
+"""Media storage in a local folder, served by the bridge under /media/."""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
+
+from resources.media_storage import CONTENT_TYPES, MediaStorage, ResourceType, StoredMedia
+
+
+class LocalMediaStorage(MediaStorage):
+    """Files under `media_dir`, addressed as `<base_url>/<public_id>.<format>`."""
+
+    media_dir: str = Field(description="Folder that holds the media (MEDIA_DIR).")
+    base_url: str = Field(default="/media", description="URL prefix the bridge serves it at.")
+
+    def path_of(self, public_id: str, fmt: str) -> Path:
+        """The file of `public_id`, refusing ids that would leave `media_dir`."""
+        root = Path(self.media_dir).resolve()
+        path = (root / f"{public_id}.{fmt}").resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"media id {public_id!r} leaves the media folder")
+        return path
+
+    def put(
+        self, public_id: str, data: bytes, fmt: str, resource_type: ResourceType
+    ) -> StoredMedia:
+        path = self.path_of(public_id, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside, then rename: a reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StoredMedia(
+            url=f"{self.base_url.rstrip('/')}/{public_id}.{fmt}",
+            public_id=public_id,
+            format=fmt,
+            resource_type=resource_type,
+            bytes=len(data),
+        )
+
+    def read(self, media: StoredMedia) -> bytes:
+        return self.path_of(media.public_id, media.format).read_bytes()
+
+    def exists(self, media: StoredMedia) -> bool:
+        return self.path_of(media.public_id, media.format).is_file()
+
+    def provider_url(self, media: StoredMedia) -> str:
+        # A remote provider cannot reach this machine's folder: send the bytes inline.
+        content_type = CONTENT_TYPES.get(media.format, "application/octet-stream")
+        encoded = base64.b64encode(self.read(media)).decode("ascii")
+        return f"data:{content_type};base64,{encoded}"

@@ -1,0 +1,180 @@
+"""The offline model provider: makes real images and H.264 videos on this machine."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from resources.media_storage import MediaStorage
+from resources.model_provider import GeneratedMedia, GenerationRequest, ModelProvider, ProgressFn
+from wf_assets.errors import RETRYABLE_TYPES, HardError, RetryableError
+from wf_assets.models import MODELS
+
+VIDEO_SECONDS = 2.0
+VIDEO_FPS = 12
+VIDEO_MAX_SIDE = 384
+
+
+class LocalModelProvider(ModelProvider):
+    """Runs every registered model offline with Pillow and ffmpeg; no account, no network.
+
+    `fault_file` (JSON `{"<task or model>": {"error_type": ..., "retry_after": ...}}`)
+    makes matching calls fail, for drills; `call_log` appends one JSON line per call.
+    """
+
+    latency_seconds: float = Field(default=0.0, ge=0, description="Simulated model time.")
+    fault_file: str | None = Field(default=None, description="Faults to simulate, for drills.")
+    call_log: str | None = Field(default=None, description="Append a JSON line per call here.")
+
+    @property
+    def provider_name(self) -> str:
+        return "local"
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        media: MediaStorage,
+        progress: ProgressFn | None = None,
+    ) -> GeneratedMedia:
+        model = MODELS.get(request.model)
+        if model is None:
+            raise HardError("model_not_found", f"unknown model {request.model!r}", model=request.model)
+        if request.task not in model.tasks:
+            raise HardError("model_not_found", f"{request.model} cannot run {request.task}")
+        self._log_call(request)
+        self._raise_fault(request)
+        self._wait(progress)
+        source = media.read(request.source)
+        seed = _seed(request.prompt or "", request.model)
+        if request.task == "image_to_video":
+            data = render_zoom_video(source, seed)
+            extra = {"duration": VIDEO_SECONDS}
+            return GeneratedMedia(data=data, format="mp4", provider="local", extra=extra)
+        render = {"image_edit": edit_image, "image_style": style_image, "image_upscale": upscale_image}
+        data = render[request.task](source, request.prompt or "", seed)
+        return GeneratedMedia(data=data, format="png", provider="local")
+
+    def _log_call(self, request: GenerationRequest) -> None:
+        if not self.call_log:
+            return
+        line = {"job_id": request.job_id, "step": request.step, "task": request.task,
+                "model": request.model, "source": request.source.public_id, "at": time.time()}
+        with open(self.call_log, "a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
+
+    def _raise_fault(self, request: GenerationRequest) -> None:
+        if not self.fault_file or not os.path.exists(self.fault_file):
+            return
+        faults = json.loads(Path(self.fault_file).read_text(encoding="utf-8") or "{}")
+        fault = faults.get(request.model) or faults.get(request.task)
+        if not fault:
+            return
+        error_type = fault["error_type"]
+        message = fault.get("message", f"simulated {error_type} for {request.model}")
+        details = {"provider": "local", "model": request.model}
+        if fault.get("retryable", True) and error_type in RETRYABLE_TYPES:
+            raise RetryableError(error_type, message, fault.get("retry_after"), **details)
+        raise HardError(error_type, message, **details)
+
+    def _wait(self, progress: ProgressFn | None) -> None:
+        if self.latency_seconds <= 0:
+            return
+        ticks = max(1, int(self.latency_seconds))
+        for tick in range(ticks):
+            time.sleep(self.latency_seconds / ticks)
+            if progress:
+                progress(10 + 80 * (tick + 1) // ticks, "Model running...")
+
+
+
+def _seed(prompt: str, model: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{model}\0{prompt}".encode()).digest()[:4], "big")
+
+
+def _open_rgb(data: bytes):
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")
+
+
+def _png(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=False, compress_level=1)
+    return out.getvalue()
+
+
+def edit_image(data: bytes, prompt: str, seed: int) -> bytes:
+    """Tint the image with a colour drawn from the prompt and write the prompt on it."""
+    from PIL import Image, ImageDraw
+
+    image = _open_rgb(data)
+    tint = ((seed >> 16) & 255, (seed >> 8) & 255, seed & 255)
+    image = Image.blend(image, Image.new("RGB", image.size, tint), 0.35)
+    draw = ImageDraw.Draw(image)
+    band = max(14, image.height // 12)
+    draw.rectangle([0, image.height - band, image.width, image.height], fill=(0, 0, 0))
+    draw.text((6, image.height - band + 2), prompt[:80], fill=(255, 255, 255))
+    return _png(image)
+
+
+def style_image(data: bytes, prompt: str, seed: int) -> bytes:
+    """A style filter picked by the prompt: posterized, contoured or embossed colours."""
+    from PIL import ImageFilter, ImageOps
+
+    image = _open_rgb(data)
+    style = seed % 3
+    if style == 0:
+        image = ImageOps.posterize(image, 3)
+    elif style == 1:
+        image = image.filter(ImageFilter.CONTOUR)
+    else:
+        image = ImageOps.solarize(image.filter(ImageFilter.EDGE_ENHANCE_MORE), 160)
+    return _png(image)
+
+
+def upscale_image(data: bytes, prompt: str, seed: int) -> bytes:
+    """A 2x Lanczos upscale."""
+    from PIL import Image
+
+    image = _open_rgb(data)
+    return _png(image.resize((image.width * 2, image.height * 2), Image.Resampling.LANCZOS))
+
+
+def render_zoom_video(data: bytes, seed: int) -> bytes:
+    """A real H.264 MP4: a slow zoom into the image, VIDEO_SECONDS long."""
+    import tempfile
+
+    import imageio_ffmpeg
+    from PIL import Image
+
+    image = _open_rgb(data)
+    scale = min(1.0, VIDEO_MAX_SIDE / max(image.size))
+    width = max(16, int(image.width * scale) // 2 * 2)
+    height = max(16, int(image.height * scale) // 2 * 2)
+    base = image.resize((width, height), Image.Resampling.BILINEAR)
+    frames = int(VIDEO_SECONDS * VIDEO_FPS)
+    with tempfile.TemporaryDirectory() as tmp:
+        target = os.path.join(tmp, "out.mp4")
+        writer = imageio_ffmpeg.write_frames(
+            target, (width, height), fps=VIDEO_FPS, codec="libx264", quality=None,
+            pix_fmt_out="yuv420p", output_params=["-preset", "ultrafast", "-movflags", "+faststart"],
+            macro_block_size=2, ffmpeg_log_level="error",
+        )
+        writer.send(None)
+        for index in range(frames):
+            zoom = 1.0 + 0.25 * index / max(1, frames - 1)
+            cw, ch = width / zoom, height / zoom
+            left, top = (width - cw) / 2, (height - ch) / 2
+            frame = base.resize((width, height), Image.Resampling.BILINEAR,
+                                box=(left, top, left + cw, top + ch))
+            writer.send(frame.tobytes())
+        writer.close()
+        return Path(target).read_bytes()

@@ -1,0 +1,61 @@
+"""The model provider interface: run one model on one input for one job step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import dagster as dg
+
+from resources.media_storage import MediaStorage, StoredMedia
+
+ProgressFn = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a step asks of a model: the task (step kind), model, prompt and input media."""
+
+    job_id: str
+    step: str
+    task: str
+    model: str
+    prompt: str | None
+    source: StoredMedia
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """One key per job and step: the same step of the same job is one paid prediction."""
+        return f"{self.job_id}/{self.step}"
+
+
+@dataclass(frozen=True)
+class GeneratedMedia:
+    """A model's output: the bytes and format, plus provenance from the provider."""
+
+    data: bytes
+    format: str
+    provider: str
+    provider_url: str | None = None
+    prediction_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelProvider(dg.ConfigurableResource, ABC):
+    """Runs models. Raises RetryableError or HardError with an API.md error_type."""
+
+    @property
+    @abstractmethod
+    def provider_name(self) -> str:
+        """Short name recorded in checkpoints and failure records."""
+
+    @abstractmethod
+    def generate(
+        self,
+        request: GenerationRequest,
+        media: MediaStorage,
+        progress: ProgressFn | None = None,
+    ) -> GeneratedMedia:
+        """Run the request's model on its source media and return the output."""

@@ -1,0 +1,1 @@
+"""Sensors that watch workflow runs (the retry sensor lives here)."""

@@ -1,0 +1,44 @@
+"""Assemble the one Definitions object from the specs and the configured resources."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from resources.local_media import LocalMediaStorage
+from resources.local_provider import LocalModelProvider
+from wf_assets import settings
+from wf_assets.checkpoints import CheckpointIOManager
+from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_workflow_job
+from wf_assets.specs import WorkflowSpec
+
+
+def build_resources() -> dict[str, Any]:
+    """Resources chosen from the environment: offline defaults, no account needed."""
+    return {
+        "model_provider": LocalModelProvider(
+            latency_seconds=float(os.environ.get("LOCAL_PROVIDER_LATENCY", "0") or 0),
+            fault_file=os.environ.get("LOCAL_PROVIDER_FAULTS") or None,
+            call_log=os.environ.get("LOCAL_PROVIDER_CALL_LOG") or None,
+        ),
+        "media_storage": LocalMediaStorage(
+            media_dir=str(settings.media_dir()),
+            base_url=os.environ.get("MEDIA_BASE_URL", "/media"),
+        ),
+        CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=settings.checkpoint_url()),
+    }
+
+
+def build_definitions(
+    specs: dict[str, WorkflowSpec], resources: dict[str, Any] | None = None
+) -> dg.Definitions:
+    """Assets and a job per workflow, plus resources and sensors."""
+    assets = [asset for spec in specs.values() for asset in build_workflow_assets(spec)]
+    jobs = [build_workflow_job(spec) for spec in specs.values()]
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        resources=resources if resources is not None else build_resources(),
+    )

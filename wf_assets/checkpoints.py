@@ -1,0 +1,70 @@
+"""The checkpoint store: each step's output as one JSON file per asset and partition."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+from upath import UPath
+
+
+class CheckpointIOManager(dg.ConfigurableIOManager):
+    """Writes `<base_url>/<workflow>/<step>/<job_id>.json`, atomically, and reads it back.
+
+    `base_url` is a folder or any fsspec URL (`s3://bucket/prefix`): in a deployment
+    where run workers live on several machines it must be a place they all reach.
+    """
+
+    base_url: str = Field(description="Folder or fsspec URL that holds the checkpoints.")
+
+    def path_for(self, asset_key: dg.AssetKey, partition_key: str) -> UPath:
+        """Where the checkpoint of one asset partition lives."""
+        if not partition_key or "/" in partition_key or partition_key.startswith("."):
+            raise ValueError(f"invalid job id {partition_key!r}")
+        return UPath(self.base_url).joinpath(*asset_key.path, f"{partition_key}.json")
+
+    def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
+        """Persist one step's checkpoint."""
+        write_json_atomic(self.path_for(context.asset_key, context.partition_key), obj)
+
+    def load_input(self, context: dg.InputContext) -> dict[str, Any]:
+        """Load an upstream step's checkpoint for the same job."""
+        path = self.path_for(context.asset_key, context.asset_partition_key)
+        if not path.exists():
+            raise dg.Failure(
+                f"no checkpoint for {context.asset_key.to_user_string()} "
+                f"job {context.asset_partition_key}: run that step first",
+                metadata={"error_type": "internal", "retryable": False},
+            )
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def read(self, asset_key: dg.AssetKey, partition_key: str) -> dict[str, Any] | None:
+        """The checkpoint of one asset partition, or None."""
+        path = self.path_for(asset_key, partition_key)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def write_json_atomic(path: UPath, obj: Any) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    text = json.dumps(obj, indent=2, sort_keys=True)
+    if path.protocol in ("", "file", "local"):
+        local = os.fspath(path.path if hasattr(path, "path") else path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local), prefix=".part-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, local)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
+    # Object stores (s3, gcs, az) make a single put visible whole or not at all.
+    path.write_text(text, encoding="utf-8")

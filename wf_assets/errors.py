@@ -1,0 +1,102 @@
+"""The error taxonomy shared by steps, providers, the retry sensor and the bridge."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+RETRYABLE_TYPES = frozenset(
+    {"quota_exceeded", "rate_limit", "timeout", "invalid_key", "server_unavailable"}
+)
+PERMANENT_TYPES = frozenset(
+    {
+        "invalid_input",
+        "file_too_large",
+        "unsupported_type",
+        "model_not_found",
+        "content_rejected",
+        "internal",
+    }
+)
+ERROR_TYPES = RETRYABLE_TYPES | PERMANENT_TYPES
+
+
+class WorkflowError(Exception):
+    """Base of every classified step failure."""
+
+    retryable: bool = False
+
+    def __init__(self, error_type: str, message: str, **details: Any) -> None:
+        if error_type not in ERROR_TYPES:
+            raise ValueError(f"unknown error_type {error_type!r}")
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.details = details
+
+
+class RetryableError(WorkflowError):
+    """A failure that may succeed later (quota, rate limit, timeout, key, 5xx)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        retry_after: float | None = None,
+        **details: Any,
+    ) -> None:
+        if error_type not in RETRYABLE_TYPES:
+            raise ValueError(f"{error_type!r} is not a retryable error_type")
+        super().__init__(error_type, message, **details)
+        self.retry_after = retry_after
+
+
+class HardError(WorkflowError):
+    """A failure that will fail again however often it is tried."""
+
+    def __init__(self, error_type: str, message: str, **details: Any) -> None:
+        if error_type not in PERMANENT_TYPES:
+            raise ValueError(f"{error_type!r} is not a permanent error_type")
+        super().__init__(error_type, message, **details)
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """The structured record of a step failure, as stored in metadata and tags."""
+
+    step: str
+    step_index: int
+    error_type: str
+    retryable: bool
+    message: str
+    retry_after: float | None = None
+    provider: str | None = None
+    model: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as a plain JSON-ready dict."""
+        return asdict(self)
+
+
+def classify(exc: BaseException, step: str, step_index: int) -> FailureRecord:
+    """Turn any exception raised by a step into its failure record."""
+    if isinstance(exc, WorkflowError):
+        return FailureRecord(
+            step=step,
+            step_index=step_index,
+            error_type=exc.error_type,
+            retryable=exc.retryable,
+            message=exc.message,
+            retry_after=getattr(exc, "retry_after", None),
+            provider=exc.details.get("provider"),
+            model=exc.details.get("model"),
+        )
+    return FailureRecord(
+        step=step,
+        step_index=step_index,
+        error_type="internal",
+        retryable=False,
+        message=f"{type(exc).__name__}: {exc}",
+    )

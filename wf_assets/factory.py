@@ -1,0 +1,170 @@
+"""Turn a workflow spec into Dagster assets (one per step) and one job.
+
+No `from __future__ import annotations` here: Dagster reads the asset function's
+annotations at definition time to find its config and resources.
+"""
+
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+
+from resources.media_storage import MediaStorage
+from resources.model_provider import ModelProvider
+from wf_assets.errors import HardError, classify
+from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
+from wf_assets.partitions import jobs_partitions
+from wf_assets.specs import StepSpec, WorkflowSpec
+from wf_assets.tags import failure_tags
+
+CHECKPOINT_IO_KEY = "checkpoint_io"
+
+
+class StepConfig(dg.Config):
+    """Per-job choices for one step, sent as run config (API.md `options`)."""
+
+    model: str | None = None
+    prompt: str | None = None
+    source: str | None = None
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO-8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def asset_key_for(spec: WorkflowSpec, step: str) -> dg.AssetKey:
+    """`<workflow>/<step>`: the asset key of one step."""
+    return dg.AssetKey([spec.id, step])
+
+
+def op_name_for(spec: WorkflowSpec, step: str) -> str:
+    """The op name Dagster gives a step's asset; run config is keyed by it."""
+    return f"{spec.job_name}__{step}"
+
+
+def _resolve_options(spec: WorkflowSpec, step: StepSpec, config: StepConfig) -> tuple:
+    model = config.model or step.default_model
+    supported = spec.supported_models.get(step.name, [])
+    if config.model and config.model not in supported:
+        raise HardError("invalid_input", f"model {config.model!r} is not supported by {step.name}")
+    prompt = config.prompt if config.prompt is not None else spec.default_prompts.get(step.name)
+    return model, prompt
+
+
+def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
+    """One step as an asset partitioned by job id; its materialization is the checkpoint."""
+    kind = STEP_KINDS[step.kind]
+    index = spec.step_index(step.name)
+    upstream_steps = spec.inputs_of(step)
+    ins = {name: dg.AssetIn(key=asset_key_for(spec, name)) for name in upstream_steps}
+
+    @dg.asset(
+        key=asset_key_for(spec, step.name),
+        ins=ins,
+        partitions_def=jobs_partitions,
+        group_name=spec.job_name,
+        io_manager_key=CHECKPOINT_IO_KEY,
+        description=step.description,
+        kinds={"python", "video" if step.kind == "image_to_video" else "image"},
+        metadata={"step_index": index, "step_type": step.type, "step_kind": step.kind},
+        tags={"wf/step_type": step.type},
+    )
+    def _step(
+        context: dg.AssetExecutionContext,
+        config: StepConfig,
+        model_provider: ModelProvider,
+        media_storage: MediaStorage,
+        **upstream: dict[str, Any],
+    ) -> dg.Output[dict[str, Any]]:
+        started_at = now_iso()
+        job_id = context.partition_key
+        try:
+            model, prompt = _resolve_options(spec, step, config)
+            ctx = StepContext(
+                job_id=job_id,
+                step=step.name,
+                model=model if kind.needs_model else None,
+                prompt=prompt,
+                upstream=[
+                    Upstream(name, spec.step(name).kind, upstream[name]["output"])
+                    for name in upstream_steps
+                ],
+                provider=model_provider,
+                media=media_storage,
+                source_path=config.source,
+                progress=lambda percent, message: context.log.info(
+                    f"progress {percent}% {message}"
+                ),
+            )
+            output = kind.run(ctx)
+        except Exception as exc:
+            raise _step_failure(context, spec, step, exc, started_at) from exc
+        checkpoint = {
+            "workflow_id": spec.id,
+            "job_id": job_id,
+            "step_name": step.name,
+            "step_index": index,
+            "step_type": step.type,
+            "kind": step.kind,
+            "output": output,
+            "run_id": context.run_id,
+            "started_at": started_at,
+            "completed_at": now_iso(),
+        }
+        metadata: dict[str, Any] = {
+            "checkpoint": dg.MetadataValue.json(checkpoint),
+            "started_at": started_at,
+            "completed_at": checkpoint["completed_at"],
+        }
+        url = output.get(kind.url_field)
+        if url:
+            metadata["media_url"] = dg.MetadataValue.url(url)
+        if output.get("model_used"):
+            metadata["model_used"] = output["model_used"]
+        return dg.Output(checkpoint, metadata=metadata)
+
+    return _step
+
+
+def _step_failure(
+    context: dg.AssetExecutionContext,
+    spec: WorkflowSpec,
+    step: StepSpec,
+    exc: Exception,
+    started_at: str,
+) -> dg.Failure:
+    """Record why a step failed (run tags and failure metadata) and build the Failure."""
+    record = classify(exc, step.name, spec.step_index(step.name))
+    failed_at = datetime.now(timezone.utc)
+    retry_at = None
+    if record.retry_after is not None:
+        retry_at = (failed_at + timedelta(seconds=record.retry_after)).isoformat()
+    fields = {
+        **record.as_dict(),
+        "started_at": started_at,
+        "failed_at": failed_at.isoformat(),
+        "retry_at": retry_at,
+    }
+    context.instance.add_run_tags(context.run_id, failure_tags(record, retry_at))
+    context.log.error(f"{record.error_type} in {step.name}: {record.message}")
+    metadata = {key: value for key, value in fields.items() if value is not None}
+    return dg.Failure(description=record.message, metadata=metadata, allow_retries=False)
+
+
+def build_workflow_assets(spec: WorkflowSpec) -> list[dg.AssetsDefinition]:
+    """Every step of `spec` as an asset."""
+    return [build_step_asset(spec, step) for step in spec.steps]
+
+
+def build_workflow_job(spec: WorkflowSpec):  # an unresolved asset job (not exported)
+    """The job that materializes a workflow's steps for one job id, in one process."""
+    return dg.define_asset_job(
+        name=spec.job_name,
+        selection=dg.AssetSelection.groups(spec.job_name),
+        partitions_def=jobs_partitions,
+        executor_def=dg.in_process_executor,
+        description=spec.description,
+        tags={"wf/workflow": spec.id},
+    )

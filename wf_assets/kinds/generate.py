@@ -1,0 +1,52 @@
+"""Generation kinds: ask the model provider for new media, then keep our own copy."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from resources.media_storage import media_public_id
+from resources.model_provider import GenerationRequest
+from wf_assets.errors import HardError
+from wf_assets.kinds.base import StepContext
+
+
+def make_generation_run(
+    task: str, url_field: str, resource_type: str, message: str
+) -> Callable[[StepContext], dict[str, Any]]:
+    """The function of a kind that sends its input media through one model."""
+
+    def run(ctx: StepContext) -> dict[str, Any]:
+        if not ctx.upstream:
+            raise HardError("invalid_input", f"step {ctx.step!r} has no input media")
+        if not ctx.model:
+            raise HardError("model_not_found", f"step {ctx.step!r} has no model")
+        ctx.progress(10, message)
+        request = GenerationRequest(
+            job_id=ctx.job_id,
+            step=ctx.step,
+            task=task,
+            model=ctx.model,
+            prompt=ctx.prompt,
+            source=ctx.upstream[0].media(),
+        )
+        result = ctx.provider.generate(request, ctx.media, ctx.progress)
+        # The provider's URL expires; the checkpoint must point at our copy.
+        stored = ctx.media.put(
+            media_public_id(ctx.job_id, ctx.step), result.data, result.format, resource_type
+        )
+        ctx.progress(100, "Output stored")
+        return {
+            url_field: stored.url,
+            "public_id": stored.public_id,
+            "format": stored.format,
+            "resource_type": resource_type,
+            "bytes": stored.bytes,
+            "model_used": ctx.model,
+            "prompt": ctx.prompt,
+            "provider": result.provider,
+            "provider_url": result.provider_url,
+            "prediction_id": result.prediction_id,
+            **result.extra,
+        }
+
+    return run

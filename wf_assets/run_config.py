@@ -1,0 +1,68 @@
+"""Per-job options (API.md `options`) checked against a spec and turned into run config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wf_assets.specs import WorkflowSpec
+
+
+class OptionsError(ValueError):
+    """Options that name an unknown step or a model the step does not support."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def validate_options(spec: WorkflowSpec, options: Any) -> dict[str, dict[str, str]]:
+    """`{"models": {...}, "prompts": {...}}` checked against `spec`; returns it normalized."""
+    if options is None:
+        return {"models": {}, "prompts": {}}
+    if not isinstance(options, dict):
+        raise OptionsError("options", "must be a JSON object")
+    unknown = set(options) - {"models", "prompts"}
+    if unknown:
+        raise OptionsError(f"options.{sorted(unknown)[0]}", "unknown option")
+    names = {s.name for s in spec.steps}
+    normalized: dict[str, dict[str, str]] = {"models": {}, "prompts": {}}
+    for section in ("models", "prompts"):
+        values = options.get(section) or {}
+        if not isinstance(values, dict):
+            raise OptionsError(f"options.{section}", "must be an object of step name to text")
+        for step, value in values.items():
+            at = f"options.{section}.{step}"
+            if step not in names:
+                raise OptionsError(at, f"unknown step {step!r} in workflow {spec.id!r}")
+            if not isinstance(value, str) or not value.strip():
+                raise OptionsError(at, "must be a non-empty string")
+            if len(value) > 4000:
+                raise OptionsError(at, "is longer than 4000 characters")
+            if section == "models" and value not in spec.supported_models.get(step, []):
+                allowed = ", ".join(spec.supported_models.get(step, [])) or "none"
+                raise OptionsError(at, f"model {value!r} is not supported (supported: {allowed})")
+            normalized[section][step] = value
+    return normalized
+
+
+def build_run_config(
+    spec: WorkflowSpec,
+    options: Any,
+    source: str,
+    steps: set[str] | None = None,
+) -> dict[str, Any]:
+    """Run config for the job's `steps` (default: all): models, prompts and the input file."""
+    checked = validate_options(spec, options)
+    ops: dict[str, Any] = {}
+    for step in spec.steps:
+        if steps is not None and step.name not in steps:
+            continue
+        config: dict[str, str] = {}
+        if step.name in checked["models"]:
+            config["model"] = checked["models"][step.name]
+        if step.name in checked["prompts"]:
+            config["prompt"] = checked["prompts"][step.name]
+        if step.type == "input":
+            config["source"] = source
+        ops[f"{spec.job_name}__{step.name}"] = {"config": config}
+    return {"ops": ops}

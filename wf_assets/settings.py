@@ -1,0 +1,23 @@
+"""Where things live by default: every path is overridable from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def dagster_home() -> Path:
+    """The Dagster instance folder (DAGSTER_HOME, else `.dagster_home/` in the checkout)."""
+    return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home").resolve()
+
+
+def media_dir() -> Path:
+    """Local media storage (MEDIA_DIR, else `.media/` in the checkout)."""
+    return Path(os.environ.get("MEDIA_DIR") or REPO_ROOT / ".media").resolve()
+
+
+def checkpoint_url() -> str:
+    """Checkpoint store (CHECKPOINT_URL: a folder or fsspec URL, else under DAGSTER_HOME)."""
+    return os.environ.get("CHECKPOINT_URL") or str(dagster_home() / "checkpoints")
