@@ -44,7 +44,9 @@ class LocalModelProvider(ModelProvider):
     ) -> GeneratedMedia:
         model = MODELS.get(request.model)
         if model is None:
-            raise HardError("model_not_found", f"unknown model {request.model!r}", model=request.model)
+            raise HardError(
+                "model_not_found", f"unknown model {request.model!r}", model=request.model
+            )
         if request.task not in model.tasks:
             raise HardError("model_not_found", f"{request.model} cannot run {request.task}")
         self._log_call(request)
@@ -56,15 +58,25 @@ class LocalModelProvider(ModelProvider):
             data = render_zoom_video(source, seed)
             extra = {"duration": VIDEO_SECONDS}
             return GeneratedMedia(data=data, format="mp4", provider="local", extra=extra)
-        render = {"image_edit": edit_image, "image_style": style_image, "image_upscale": upscale_image}
+        render = {
+            "image_edit": edit_image,
+            "image_style": style_image,
+            "image_upscale": upscale_image,
+        }
         data = render[request.task](source, request.prompt or "", seed)
         return GeneratedMedia(data=data, format="png", provider="local")
 
     def _log_call(self, request: GenerationRequest) -> None:
         if not self.call_log:
             return
-        line = {"job_id": request.job_id, "step": request.step, "task": request.task,
-                "model": request.model, "source": request.source.public_id, "at": time.time()}
+        line = {
+            "job_id": request.job_id,
+            "step": request.step,
+            "task": request.task,
+            "model": request.model,
+            "source": request.source.public_id,
+            "at": time.time(),
+        }
         with open(self.call_log, "a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
 
@@ -90,7 +102,6 @@ class LocalModelProvider(ModelProvider):
             time.sleep(self.latency_seconds / ticks)
             if progress:
                 progress(10 + 80 * (tick + 1) // ticks, "Model running...")
-
 
 
 def _seed(prompt: str, model: str) -> int:
@@ -164,17 +175,24 @@ def render_zoom_video(data: bytes, seed: int) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         target = os.path.join(tmp, "out.mp4")
         writer = imageio_ffmpeg.write_frames(
-            target, (width, height), fps=VIDEO_FPS, codec="libx264", quality=None,
-            pix_fmt_out="yuv420p", output_params=["-preset", "ultrafast", "-movflags", "+faststart"],
-            macro_block_size=2, ffmpeg_log_level="error",
+            target,
+            (width, height),
+            fps=VIDEO_FPS,
+            codec="libx264",
+            quality=None,
+            pix_fmt_out="yuv420p",
+            output_params=["-preset", "ultrafast", "-movflags", "+faststart"],
+            macro_block_size=2,
+            ffmpeg_log_level="error",
         )
         writer.send(None)
         for index in range(frames):
             zoom = 1.0 + 0.25 * index / max(1, frames - 1)
             cw, ch = width / zoom, height / zoom
             left, top = (width - cw) / 2, (height - ch) / 2
-            frame = base.resize((width, height), Image.Resampling.BILINEAR,
-                                box=(left, top, left + cw, top + ch))
+            frame = base.resize(
+                (width, height), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch)
+            )
             writer.send(frame.tobytes())
         writer.close()
         return Path(target).read_bytes()

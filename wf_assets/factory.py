@@ -4,8 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the asset function's
 annotations at definition time to find its config and resources.
 """
 
-
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -31,17 +30,12 @@ class StepConfig(dg.Config):
 
 def now_iso() -> str:
     """The current UTC time, ISO-8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def asset_key_for(spec: WorkflowSpec, step: str) -> dg.AssetKey:
     """`<workflow>/<step>`: the asset key of one step."""
     return dg.AssetKey([spec.id, step])
-
-
-def op_name_for(spec: WorkflowSpec, step: str) -> str:
-    """The op name Dagster gives a step's asset; run config is keyed by it."""
-    return f"{spec.job_name}__{step}"
 
 
 def _resolve_options(spec: WorkflowSpec, step: StepSpec, config: StepConfig) -> tuple:
@@ -137,7 +131,7 @@ def _step_failure(
 ) -> dg.Failure:
     """Record why a step failed (run tags and failure metadata) and build the Failure."""
     record = classify(exc, step.name, spec.step_index(step.name))
-    failed_at = datetime.now(timezone.utc)
+    failed_at = datetime.now(UTC)
     retry_at = None
     if record.retry_after is not None:
         retry_at = (failed_at + timedelta(seconds=record.retry_after)).isoformat()

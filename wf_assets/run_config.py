@@ -64,5 +64,5 @@ def build_run_config(
             config["prompt"] = checked["prompts"][step.name]
         if step.type == "input":
             config["source"] = source
-        ops[f"{spec.job_name}__{step.name}"] = {"config": config}
+        ops[spec.op_name(step.name)] = {"config": config}
     return {"ops": ops}

@@ -21,3 +21,8 @@ def media_dir() -> Path:
 def checkpoint_url() -> str:
     """Checkpoint store (CHECKPOINT_URL: a folder or fsspec URL, else under DAGSTER_HOME)."""
     return os.environ.get("CHECKPOINT_URL") or str(dagster_home() / "checkpoints")
+
+
+def specs_dir() -> Path:
+    """Where workflow spec files are read from (WORKFLOW_SPECS_DIR, else `workflow_specs/`)."""
+    return Path(os.environ.get("WORKFLOW_SPECS_DIR") or REPO_ROOT / "workflow_specs").resolve()

@@ -8,10 +8,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from wf_assets import settings
 from wf_assets.kinds import STEP_KINDS
 from wf_assets.models import MODELS
 
-SPECS_DIR = Path(__file__).resolve().parents[1] / "workflow_specs"
 _ID_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 _STEP_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -60,6 +60,10 @@ class WorkflowSpec(BaseModel):
     estimated_duration_seconds: int = Field(ge=0)
     credits_cost: int = Field(ge=0)
 
+    def op_name(self, step: str) -> str:
+        """The op name Dagster gives a step's asset; run config is keyed by it."""
+        return f"{self.job_name}__{step}"
+
     @property
     def job_name(self) -> str:
         """The Dagster job (and asset group) name: the id with dashes as underscores."""
@@ -107,7 +111,9 @@ def _check(spec: WorkflowSpec) -> list[tuple[str, str]]:
         kind = STEP_KINDS.get(step.kind)
         if kind is None:
             known = ", ".join(sorted(STEP_KINDS))
-            problems.append((f"{at}.kind", f"unknown step kind {step.kind!r} (registered: {known})"))
+            problems.append(
+                (f"{at}.kind", f"unknown step kind {step.kind!r} (registered: {known})")
+            )
             continue
         if step.type not in kind.step_types:
             problems.append((f"{at}.type", f"kind {step.kind!r} cannot be a {step.type!r} step"))
@@ -141,7 +147,10 @@ def _check_models(spec: WorkflowSpec, step: StepSpec, at: str, needs_model: bool
             problems.append((f"supported_models.{step.name}[{j}]", f"unknown model {model_id!r}"))
         elif step.kind not in model.tasks:
             problems.append(
-                (f"supported_models.{step.name}[{j}]", f"model {model_id!r} cannot run {step.kind!r}")
+                (
+                    f"supported_models.{step.name}[{j}]",
+                    f"model {model_id!r} cannot run {step.kind!r}",
+                )
             )
     if not needs_model:
         if step.default_model or supported:
@@ -159,10 +168,15 @@ def _check_models(spec: WorkflowSpec, step: StepSpec, at: str, needs_model: bool
     for j, model_id in enumerate(step.fallback_models):
         if model_id not in supported:
             problems.append(
-                (f"{at}.fallback_models[{j}]", f"{model_id!r} is not in supported_models.{step.name}")
+                (
+                    f"{at}.fallback_models[{j}]",
+                    f"{model_id!r} is not in supported_models.{step.name}",
+                )
             )
     if step.type == "generation" and not spec.default_prompts.get(step.name, "").strip():
-        problems.append((f"default_prompts.{step.name}", "a generation step needs a default prompt"))
+        problems.append(
+            (f"default_prompts.{step.name}", "a generation step needs a default prompt")
+        )
     return problems
 
 
@@ -215,8 +229,9 @@ def load_spec(path: Path) -> WorkflowSpec:
     return spec
 
 
-def load_specs(directory: Path = SPECS_DIR) -> dict[str, WorkflowSpec]:
-    """Every `*.yaml` spec in `directory`, keyed by workflow id."""
+def load_specs(directory: Path | None = None) -> dict[str, WorkflowSpec]:
+    """Every `*.yaml` spec in `directory` (default: settings.specs_dir()), keyed by id."""
+    directory = directory or settings.specs_dir()
     specs: dict[str, WorkflowSpec] = {}
     for path in sorted(directory.glob("*.yaml")):
         spec = load_spec(path)

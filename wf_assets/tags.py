@@ -18,8 +18,14 @@ FAILED_STEP = "wf/failed_step"
 RETRY_AT = "wf/retry_at"
 
 
-def job_tags(workflow_id: str, job_id: str, user: str, launched_by: str, attempt: int = 1,
-             parent_run: str | None = None) -> dict[str, str]:
+def job_tags(
+    workflow_id: str,
+    job_id: str,
+    user: str,
+    launched_by: str,
+    attempt: int = 1,
+    parent_run: str | None = None,
+) -> dict[str, str]:
     """The tags every run of a job carries. Each is set here on purpose, never copied."""
     tags = {
         PARTITION: job_id,

@@ -22,7 +22,9 @@ STEP_KINDS: dict[str, StepKind] = {
         url_field="image_url",
         needs_model=False,
     ),
-    "image_edit": _generation("image_edit", "edited_image_url", "image", "Generating edited image..."),
+    "image_edit": _generation(
+        "image_edit", "edited_image_url", "image", "Generating edited image..."
+    ),
     "image_style": _generation("image_style", "styled_image_url", "image", "Applying style..."),
     "image_upscale": _generation("image_upscale", "upscaled_image_url", "image", "Upscaling..."),
     "image_to_video": _generation("image_to_video", "video_url", "video", "Generating video..."),

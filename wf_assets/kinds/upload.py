@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from resources.media_storage import media_public_id
 from wf_assets.errors import HardError
 from wf_assets.kinds.base import StepContext
-from resources.media_storage import media_public_id
 
 IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MAX_PIXELS = 40_000_000

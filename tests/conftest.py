@@ -1,0 +1,108 @@
+"""Shared fixtures: offline resources in a temp folder, and instances on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from resources.local_media import LocalMediaStorage
+from resources.local_provider import LocalModelProvider
+from wf_assets.checkpoints import CheckpointIOManager
+from wf_assets.factory import CHECKPOINT_IO_KEY
+from wf_assets.instance import write_instance_yaml
+from wf_assets.settings import REPO_ROOT
+from wf_assets.specs import WorkflowSpec, load_specs
+
+SAMPLE_IMAGE = REPO_ROOT / "samples" / "sample.jpg"
+PG_SERVER_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def specs() -> dict[str, WorkflowSpec]:
+    """The shipped workflow specs."""
+    return load_specs(REPO_ROOT / "workflow_specs")
+
+
+class Workbench:
+    """Offline resources rooted in one temp folder, with the provider's call log readable."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.media_dir = root / "media"
+        self.checkpoints = root / "checkpoints"
+        self.call_log = root / "calls.jsonl"
+        self.fault_file = root / "faults.json"
+
+    def resources(self, **provider_config) -> dict:
+        """The three resources a workflow job needs."""
+        return {
+            "model_provider": LocalModelProvider(
+                call_log=str(self.call_log), fault_file=str(self.fault_file), **provider_config
+            ),
+            "media_storage": LocalMediaStorage(media_dir=str(self.media_dir)),
+            CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=str(self.checkpoints)),
+        }
+
+    def calls(self) -> list[dict]:
+        """Every provider call made so far."""
+        if not self.call_log.exists():
+            return []
+        return [json.loads(line) for line in self.call_log.read_text().splitlines()]
+
+    def set_faults(self, faults: dict) -> None:
+        """Make matching provider calls fail (see LocalModelProvider.fault_file)."""
+        self.fault_file.write_text(json.dumps(faults))
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Workbench:
+    """Offline resources in this test's temp folder."""
+    return Workbench(tmp_path)
+
+
+def _create_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_SERVER_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def _drop_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_SERVER_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the local server, dropped afterwards."""
+    name = f"wf_test_{uuid.uuid4().hex[:12]}"
+    _create_database(name)
+    base = PG_SERVER_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def instance(request, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance from our own dagster.yaml, on SQLite or PostgreSQL."""
+    home = tmp_path / "dagster_home"
+    pg = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    write_instance_yaml(home, pg_url=pg or "")
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        yield inst

@@ -1,0 +1,87 @@
+"""Write the Dagster instance config (`$DAGSTER_HOME/dagster.yaml`) from the environment.
+
+SQLite under DAGSTER_HOME by default; PostgreSQL through dagster-postgres when
+DAGSTER_PG_URL is set. Run: `python -m wf_assets.instance`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from wf_assets import settings
+
+DEQUEUE_INTERVAL_SECONDS = 1
+MAX_CONCURRENT_RUNS = 4
+
+
+def postgres_storage(url: str) -> dict[str, Any]:
+    """dagster-postgres storage config from a URL, always on the psycopg2 driver.
+
+    SQLAlchemy 2.1 picks psycopg 3 for a bare `postgresql://` URL, and
+    dagster-postgres installs psycopg2 only: the scheme is set explicitly.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in ("postgres", "postgresql"):
+        raise ValueError(f"DAGSTER_PG_URL must be a postgresql:// URL, not {parts.scheme}://")
+    db = {
+        "username": unquote(parts.username or "postgres"),
+        "hostname": parts.hostname or "127.0.0.1",
+        "db_name": (parts.path or "/postgres").lstrip("/") or "postgres",
+        "port": parts.port or 5432,
+        "scheme": "postgresql+psycopg2",
+    }
+    if parts.password:
+        db["password"] = unquote(parts.password)
+    if parts.query:
+        db["params"] = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    return {"postgres": {"postgres_db": db}}
+
+
+def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
+    """The whole dagster.yaml as a dict."""
+    storage = (
+        postgres_storage(pg_url) if pg_url else {"sqlite": {"base_dir": str(home / "storage")}}
+    )
+    return {
+        "storage": storage,
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": MAX_CONCURRENT_RUNS,
+                "dequeue_interval_seconds": DEQUEUE_INTERVAL_SECONDS,
+            },
+        },
+        # Start and run-time limits; a dead run worker is detected by our own
+        # heartbeat check, since the default launcher offers no health check.
+        "run_monitoring": {
+            "enabled": True,
+            "start_timeout_seconds": 180,
+            "max_runtime_seconds": 3 * 3600,
+            "poll_interval_seconds": 30,
+        },
+        "sensors": {"use_threads": True, "num_workers": 2},
+        "telemetry": {"enabled": False},
+        "nux": {"enabled": False},
+    }
+
+
+def write_instance_yaml(home: Path | None = None, pg_url: str | None = None) -> Path:
+    """Create DAGSTER_HOME and write its dagster.yaml; returns the file."""
+    home = (home or settings.dagster_home()).resolve()
+    pg_url = pg_url if pg_url is not None else os.environ.get("DAGSTER_PG_URL") or None
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    path.write_text(yaml.safe_dump(instance_config(home, pg_url), sort_keys=False))
+    return path
+
+
+if __name__ == "__main__":
+    written = write_instance_yaml()
+    print(f"wrote {written}", file=sys.stderr)
