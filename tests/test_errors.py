@@ -1,0 +1,59 @@
+"""The error taxonomy: retryable and permanent words, and classification of any exception."""
+
+from __future__ import annotations
+
+import pytest
+
+from wf_assets.errors import (
+    PERMANENT_TYPES,
+    RETRYABLE_TYPES,
+    HardError,
+    RetryableError,
+    classify,
+)
+
+
+def test_taxonomy_is_api_md() -> None:
+    assert RETRYABLE_TYPES == {
+        "quota_exceeded",
+        "rate_limit",
+        "timeout",
+        "invalid_key",
+        "server_unavailable",
+    }
+    assert PERMANENT_TYPES == {
+        "invalid_input",
+        "file_too_large",
+        "unsupported_type",
+        "model_not_found",
+        "content_rejected",
+        "internal",
+    }
+
+
+def test_classes_refuse_the_wrong_kind_of_error() -> None:
+    with pytest.raises(ValueError):
+        RetryableError("content_rejected", "x")
+    with pytest.raises(ValueError):
+        HardError("rate_limit", "x")
+
+
+def test_classify() -> None:
+    record = classify(
+        RetryableError("rate_limit", "slow down", 7, provider="replicate", model="kling/v1.6"),
+        "video",
+        2,
+    )
+    assert record.as_dict() == {
+        "step": "video",
+        "step_index": 2,
+        "error_type": "rate_limit",
+        "retryable": True,
+        "message": "slow down",
+        "retry_after": 7,
+        "provider": "replicate",
+        "model": "kling/v1.6",
+    }
+    other = classify(KeyError("boom"), "video", 2)
+    assert other.error_type == "internal" and not other.retryable
+    assert "KeyError" in other.message
