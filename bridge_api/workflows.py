@@ -1,0 +1,38 @@
+"""`GET /workflows/list`: the enabled workflows, straight from `workflow_specs/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify
+
+from wf_assets.specs import WorkflowSpec, load_specs
+
+bp = Blueprint("workflows", __name__, url_prefix="/workflows")
+
+
+def workflow_summary(spec: WorkflowSpec) -> dict:
+    """A spec shaped as API.md's workflow entry."""
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "description": spec.description,
+        "icon": spec.icon,
+        "category": spec.category,
+        "preview_video": spec.preview_video,
+        "preview_thumbnail": spec.preview_thumbnail,
+        "enabled": spec.enabled,
+        "default_prompts": spec.default_prompts,
+        "supported_models": spec.supported_models,
+        "steps": [{"name": s.name, "description": s.description} for s in spec.steps],
+        "estimated_duration_seconds": spec.estimated_duration_seconds,
+        "credits_cost": spec.credits_cost,
+    }
+
+
+@bp.get("/list")
+def list_workflows():
+    """Every enabled workflow."""
+    directory = current_app.config["SPECS_DIR"]
+    specs = load_specs(Path(directory) if directory else None)
+    return jsonify({"workflows": [workflow_summary(s) for s in specs.values() if s.enabled]})
