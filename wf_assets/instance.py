@@ -82,6 +82,19 @@ def write_instance_yaml(home: Path | None = None, pg_url: str | None = None) -> 
     return path
 
 
+def prepare_instance(home: Path | None = None) -> Path:
+    """Write dagster.yaml and create the storage once, before any server starts.
+
+    A webserver and a daemon started together on an empty SQLite home race to
+    create the same tables, and one of them crashes.
+    """
+    written = write_instance_yaml(home)
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(written.parent)) as instance:
+        instance.get_runs(limit=1)
+    return written
+
+
 if __name__ == "__main__":
-    written = write_instance_yaml()
-    print(f"wrote {written}", file=sys.stderr)
+    print(f"wrote {prepare_instance()}", file=sys.stderr)

@@ -1,0 +1,293 @@
+"""A local Dagster stack (webserver + daemon as subprocesses) for tests, benches and the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import dagster as dg
+import httpx
+from dagster_graphql import DagsterGraphQLClient
+
+from wf_assets import settings
+from wf_assets.instance import write_instance_yaml
+from wf_assets.partitions import JOBS_PARTITIONS_NAME
+from wf_assets.run_config import build_run_config
+from wf_assets.specs import WorkflowSpec
+from wf_assets.tags import job_tags
+
+BIN_DIR = Path(sys.executable).parent
+LOCATION_NAME = "workflows"
+TERMINAL_STATUSES = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
+WORKSPACE_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+class StackError(RuntimeError):
+    """The stack did not come up (or a process died); the message carries the log tails."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the OS reports free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be bound on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` lines of a log file, or a note that it is missing."""
+    if not path.is_file():
+        return f"({path} not written)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
+
+
+class DagsterStack:
+    """dagster-webserver and dagster-daemon on one DAGSTER_HOME, each in its own process group."""
+
+    def __init__(
+        self,
+        home: Path | str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        self.home = Path(home).resolve()
+        self.port = port or free_port()
+        self.timeout = timeout
+        self.env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(self.home)}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: list[IO[bytes]] = []
+        self._instance: dg.DagsterInstance | None = None
+
+    @property
+    def graphql_url(self) -> str:
+        """The webserver's GraphQL endpoint."""
+        return f"http://127.0.0.1:{self.port}/graphql"
+
+    @property
+    def ui_url(self) -> str:
+        """The Dagster UI root."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        """This process's handle on the stack's instance (same dagster.yaml)."""
+        if self._instance is None:
+            self._instance = dg.DagsterInstance.from_config(str(self.home))
+        return self._instance
+
+    def client(self) -> DagsterGraphQLClient:
+        """A GraphQL client for the webserver."""
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port)
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run one GraphQL query and return its `data`, raising on GraphQL errors."""
+        response = httpx.post(
+            self.graphql_url, json={"query": query, "variables": variables or {}}, timeout=30
+        )
+        response.raise_for_status()
+        body = response.json()
+        if body.get("errors"):
+            raise StackError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def log_path(self, name: str) -> Path:
+        """The log file of one process ("webserver" or "daemon")."""
+        return self.home / f"{name}.log"
+
+    def start(self) -> DagsterStack:
+        """Write dagster.yaml, start both processes and wait until both are ready."""
+        write_instance_yaml(self.home, self.env.get("DAGSTER_PG_URL", ""))
+        # Create the storage here first: on a fresh SQLite home, the webserver and the
+        # daemon would otherwise race to create the same tables and one of them fails.
+        self.instance.get_runs(limit=1)
+        started = time.time()
+        workspace = ["-w", str(settings.REPO_ROOT / "workspace.yaml")]
+        self._spawn(
+            "webserver",
+            [
+                str(BIN_DIR / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                *workspace,
+            ],
+        )
+        self._spawn("daemon", [str(BIN_DIR / "dagster-daemon"), "run", *workspace])
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = self.log_path(name).open("wb")
+        self._logs.append(log)
+        self.procs[name] = subprocess.Popen(
+            argv,
+            cwd=settings.REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _wait_ready(self, started: float) -> None:
+        deadline = started + self.timeout
+        web_ready = daemon_ready = False
+        while not (web_ready and daemon_ready):
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    self._fail(f"{name} exited with code {proc.returncode}")
+            if time.time() > deadline:
+                waiting = [
+                    n for n, ok in (("webserver", web_ready), ("daemon", daemon_ready)) if not ok
+                ]
+                self._fail(f"timed out after {self.timeout:.0f}s waiting for {', '.join(waiting)}")
+            web_ready = web_ready or self._location_loaded()
+            daemon_ready = daemon_ready or self._daemon_heartbeating(started)
+            time.sleep(0.25)
+
+    def _location_loaded(self) -> bool:
+        try:
+            data = self.graphql(WORKSPACE_QUERY)
+        except (httpx.HTTPError, ValueError):
+            return False
+        for entry in data["workspaceOrError"].get("locationEntries", []):
+            if entry["name"] != LOCATION_NAME or entry["loadStatus"] != "LOADED":
+                continue
+            loaded = entry["locationOrLoadError"] or {}
+            if loaded.get("__typename") == "PythonError":
+                self._fail(f"code location failed to load: {loaded.get('message')}")
+            return True
+        return False
+
+    def _daemon_heartbeating(self, started: float) -> bool:
+        # Only heartbeats written since we started count: a reused home keeps old ones.
+        beats = self.instance.get_daemon_heartbeats()
+        required = self.instance.get_required_daemon_types()
+        return all(t in beats and beats[t].timestamp >= started - 1 for t in required)
+
+    def _fail(self, reason: str) -> None:
+        tails = "\n".join(
+            f"--- {name}.log (tail) ---\n{log_tail(self.log_path(name))}" for name in self.procs
+        )
+        raise StackError(f"Dagster stack on {self.home}: {reason}\n{tails}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process groups we started, then SIGKILL what is left after `grace`."""
+        for proc in self.procs.values():
+            _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.time() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        # Children (code servers, run workers) share the group and may outlive the leader.
+        while time.time() < deadline and any(_group_alive(p.pid) for p in self.procs.values()):
+            time.sleep(0.1)
+        for proc in self.procs.values():
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.procs.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        if self._instance is not None:
+            self._instance.dispose()
+            self._instance = None
+
+    def __enter__(self) -> DagsterStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_job_partition(self, job_id: str) -> None:
+        """Register `job_id` in the "jobs" dynamic partitions (a no-op if it exists)."""
+        self.instance.add_dynamic_partitions(JOBS_PARTITIONS_NAME, [job_id])
+
+    def submit_job(
+        self,
+        spec: WorkflowSpec,
+        job_id: str,
+        source: str | Path,
+        options: dict[str, Any] | None = None,
+        user: str = "local-dev",
+        launched_by: str = "dagster-stack",
+    ) -> str:
+        """Submit the workflow's job for an existing partition through GraphQL; the run id."""
+        return self.client().submit_job_execution(
+            spec.job_name,
+            repository_location_name=LOCATION_NAME,
+            run_config=build_run_config(spec, options, source=str(Path(source).resolve())),
+            tags=job_tags(spec.id, job_id, user, launched_by),
+        )
+
+    def launch_job(
+        self,
+        spec: WorkflowSpec,
+        job_id: str,
+        source: str | Path,
+        options: dict[str, Any] | None = None,
+        user: str = "local-dev",
+        launched_by: str = "dagster-stack",
+    ) -> str:
+        """Add the job's partition, then submit its run through GraphQL; the run id."""
+        self.add_job_partition(job_id)
+        return self.submit_job(spec, job_id, source, options, user, launched_by)
+
+    def wait_for_run(
+        self, run_id: str, timeout: float = 120.0, poll: float = 0.1
+    ) -> dg.DagsterRunStatus:
+        """Poll the run's status over GraphQL until it is terminal; raise on timeout."""
+        client = self.client()
+        deadline = time.time() + timeout
+        while True:
+            status = client.get_run_status(run_id)
+            if status in TERMINAL_STATUSES:
+                return status
+            if time.time() > deadline:
+                raise TimeoutError(f"run {run_id} still {status.value} after {timeout:.0f}s")
+            time.sleep(poll)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
