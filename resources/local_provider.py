@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -24,13 +25,16 @@ VIDEO_MAX_SIDE = 384
 class LocalModelProvider(ModelProvider):
     """Runs every registered model offline with Pillow and ffmpeg; no account, no network.
 
-    `fault_file` (JSON `{"<task or model>": {"error_type": ..., "retry_after": ...}}`)
-    makes matching calls fail, for drills; `call_log` appends one JSON line per call.
+    `fault_file` (JSON `{"<model or task>": {"error_type": ..., "retry_after": ...,
+    "delay": seconds, "times": n}}`) makes matching calls wait and/or fail, for drills
+    and tests (`times` makes a fault apply n times); `call_log` appends a JSON line
+    per call.
     """
 
     latency_seconds: float = Field(default=0.0, ge=0, description="Simulated model time.")
     fault_file: str | None = Field(default=None, description="Faults to simulate, for drills.")
     call_log: str | None = Field(default=None, description="Append a JSON line per call here.")
+    api_key: str | None = Field(default=None, description="Simulated account key (drills).")
 
     @property
     def provider_name(self) -> str:
@@ -81,18 +85,49 @@ class LocalModelProvider(ModelProvider):
             out.write(json.dumps(line) + "\n")
 
     def _raise_fault(self, request: GenerationRequest) -> None:
-        if not self.fault_file or not os.path.exists(self.fault_file):
-            return
-        faults = json.loads(Path(self.fault_file).read_text(encoding="utf-8") or "{}")
-        fault = faults.get(request.model) or faults.get(request.task)
+        fault = self._take_fault(request)
         if not fault:
             return
-        error_type = fault["error_type"]
+        if fault.get("delay"):
+            time.sleep(float(fault["delay"]))
+        error_type = fault.get("error_type")
+        if not error_type:
+            return
         message = fault.get("message", f"simulated {error_type} for {request.model}")
         details = {"provider": "local", "model": request.model}
         if fault.get("retryable", True) and error_type in RETRYABLE_TYPES:
             raise RetryableError(error_type, message, fault.get("retry_after"), **details)
         raise HardError(error_type, message, **details)
+
+    def _take_fault(self, request: GenerationRequest) -> dict | None:
+        """The fault matching this call (by model, then task); a counted one is used up."""
+        if not self.fault_file or not os.path.exists(self.fault_file):
+            return None
+        with open(self.fault_file, "r+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            faults = json.loads(handle.read() or "{}")
+            key = request.model if request.model in faults else request.task
+            fault = faults.get(key)
+            if fault and "times" in fault:
+                fault["times"] -= 1
+                if fault["times"] <= 0:
+                    del faults[key]
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps(faults))
+            return fault
+
+    def credential_fingerprint(self) -> str | None:
+        if not self.api_key:
+            return None
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
+
+    def check_auth(self) -> bool:
+        """False while a simulated invalid_key fault is configured."""
+        if not self.fault_file or not os.path.exists(self.fault_file):
+            return True
+        faults = json.loads(Path(self.fault_file).read_text(encoding="utf-8") or "{}")
+        return not any(f.get("error_type") == "invalid_key" for f in faults.values())
 
     def _wait(self, progress: ProgressFn | None) -> None:
         if self.latency_seconds <= 0:

@@ -52,6 +52,14 @@ class ModelProvider(dg.ConfigurableResource, ABC):
     def provider_name(self) -> str:
         """Short name recorded in checkpoints and failure records."""
 
+    def credential_fingerprint(self) -> str | None:
+        """A short hash of the configured key (never the key), to notice it was replaced."""
+        return None
+
+    def check_auth(self) -> bool:
+        """Whether the provider accepts the configured key right now."""
+        return True
+
     @abstractmethod
     def generate(
         self,

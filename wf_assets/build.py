@@ -9,6 +9,8 @@ import dagster as dg
 
 from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
+from sensors.retry_rules import RetrySettings
+from sensors.retry_sensor import make_retry_sensor
 from wf_assets import settings
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_workflow_job
@@ -31,8 +33,20 @@ def build_resources() -> dict[str, Any]:
     }
 
 
+def retry_settings_from_env() -> RetrySettings:
+    """Retry waits, each overridable as RETRY_<FIELD> (seconds)."""
+    overrides = {
+        name: float(os.environ[f"RETRY_{name.upper()}"])
+        for name in RetrySettings.__dataclass_fields__
+        if os.environ.get(f"RETRY_{name.upper()}")
+    }
+    return RetrySettings(**overrides)
+
+
 def build_definitions(
-    specs: dict[str, WorkflowSpec], resources: dict[str, Any] | None = None
+    specs: dict[str, WorkflowSpec],
+    resources: dict[str, Any] | None = None,
+    retry_settings: RetrySettings | None = None,
 ) -> dg.Definitions:
     """Assets and a job per workflow, plus resources and sensors."""
     assets = [asset for spec in specs.values() for asset in build_workflow_assets(spec)]
@@ -40,5 +54,6 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
+        sensors=[make_retry_sensor(specs, jobs, retry_settings or retry_settings_from_env())],
         resources=resources if resources is not None else build_resources(),
     )

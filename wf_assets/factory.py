@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the asset function's
 annotations at definition time to find its config and resources.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,11 +12,13 @@ import dagster as dg
 
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
+from wf_assets import tags as t
 from wf_assets.errors import HardError, classify
 from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
 from wf_assets.partitions import jobs_partitions
 from wf_assets.specs import StepSpec, WorkflowSpec
 from wf_assets.tags import failure_tags
+from wf_assets.worker import worker_identity
 
 CHECKPOINT_IO_KEY = "checkpoint_io"
 
@@ -74,6 +77,10 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
     ) -> dg.Output[dict[str, Any]]:
         started_at = now_iso()
         job_id = context.partition_key
+        if context.run.tags.get(t.WORKER) != worker_identity():
+            # Lets the retry sensor tell a dead run worker from a slow one.
+            context.instance.add_run_tags(context.run_id, {t.WORKER: worker_identity()})
+        model = None
         try:
             model, prompt = _resolve_options(spec, step, config)
             ctx = StepContext(
@@ -94,7 +101,8 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             )
             output = kind.run(ctx)
         except Exception as exc:
-            raise _step_failure(context, spec, step, exc, started_at) from exc
+            used = (model_provider.provider_name, model) if kind.needs_model else (None, None)
+            raise _step_failure(context, spec, step, exc, started_at, used) from exc
         checkpoint = {
             "workflow_id": spec.id,
             "job_id": job_id,
@@ -128,9 +136,12 @@ def _step_failure(
     step: StepSpec,
     exc: Exception,
     started_at: str,
+    used: tuple[str | None, str | None],
 ) -> dg.Failure:
     """Record why a step failed (run tags and failure metadata) and build the Failure."""
     record = classify(exc, step.name, spec.step_index(step.name))
+    provider, model = used
+    record = replace(record, provider=record.provider or provider, model=record.model or model)
     failed_at = datetime.now(UTC)
     retry_at = None
     if record.retry_after is not None:
@@ -141,7 +152,11 @@ def _step_failure(
         "failed_at": failed_at.isoformat(),
         "retry_at": retry_at,
     }
-    context.instance.add_run_tags(context.run_id, failure_tags(record, retry_at))
+    fingerprint = None
+    if record.error_type == "invalid_key":
+        fingerprint = context.resources.model_provider.credential_fingerprint()
+    tags = failure_tags(record, failed_at.isoformat(), retry_at, fingerprint)
+    context.instance.add_run_tags(context.run_id, tags)
     context.log.error(f"{record.error_type} in {step.name}: {record.message}")
     metadata = {key: value for key, value in fields.items() if value is not None}
     return dg.Failure(description=record.message, metadata=metadata, allow_retries=False)

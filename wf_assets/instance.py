@@ -54,8 +54,12 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
             "module": "dagster._core.run_coordinator",
             "class": "QueuedRunCoordinator",
             "config": {
-                "max_concurrent_runs": MAX_CONCURRENT_RUNS,
+                "max_concurrent_runs": int(
+                    os.environ.get("MAX_CONCURRENT_RUNS") or MAX_CONCURRENT_RUNS
+                ),
                 "dequeue_interval_seconds": DEQUEUE_INTERVAL_SECONDS,
+                # Launch dequeued runs in parallel: a launch waits on a process start.
+                "dequeue_use_threads": True,
             },
         },
         # Start and run-time limits; a dead run worker is detected by our own

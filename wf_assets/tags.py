@@ -16,6 +16,20 @@ ERROR_TYPE = "wf/error_type"
 RETRYABLE = "wf/retryable"
 FAILED_STEP = "wf/failed_step"
 RETRY_AT = "wf/retry_at"
+FAILED_AT = "wf/failed_at"
+PROVIDER = "wf/provider"
+MODEL = "wf/model"
+KEY_FINGERPRINT = "wf/key_fingerprint"
+ERROR_MESSAGE = "wf/error_message"
+
+# Set by the retry sensor on a failed run: where that failure stands.
+RETRY_STATE = "wf/retry_state"
+RETRY_WAITING = "waiting"
+RETRY_DONE = "done"
+RETRY_EXHAUSTED = "exhausted"
+
+CANCELLED = "wf/cancelled"
+WORKER = "wf/worker"
 
 
 def job_tags(
@@ -40,13 +54,25 @@ def job_tags(
     return tags
 
 
-def failure_tags(record: FailureRecord, retry_at: str | None) -> dict[str, str]:
-    """The tags a failed step adds to its run."""
+def failure_tags(
+    record: FailureRecord,
+    failed_at: str,
+    retry_at: str | None,
+    key_fingerprint: str | None = None,
+) -> dict[str, str]:
+    """The tags a failed step adds to its run: enough for the retry sensor to decide."""
     tags = {
         ERROR_TYPE: record.error_type,
         RETRYABLE: "true" if record.retryable else "false",
         FAILED_STEP: record.step,
+        FAILED_AT: failed_at,
+        ERROR_MESSAGE: record.message[:500],
     }
-    if retry_at:
-        tags[RETRY_AT] = retry_at
+    optional = {
+        RETRY_AT: retry_at,
+        PROVIDER: record.provider,
+        MODEL: record.model,
+        KEY_FINGERPRINT: key_fingerprint,
+    }
+    tags.update({key: value for key, value in optional.items() if value})
     return tags

@@ -1,0 +1,72 @@
+"""Notice run workers that died mid-run, and fail their runs so they can be retried.
+
+Under the default run launcher Dagster's run monitoring cannot check a run
+worker's health. Each step records its worker as `host:pid:start` (wf/worker);
+a run still STARTED whose worker on this host is gone is failed here, tagged as
+a retryable `server_unavailable` crash at its first step without a checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from wf_assets import tags as t
+from wf_assets.resume import completed_steps, steps_to_run
+from wf_assets.specs import WorkflowSpec
+from wf_assets.worker import worker_alive, worker_identity
+
+# A run that has not yet recorded its worker is given this long to do so.
+UNIDENTIFIED_GRACE_SECONDS = 30.0
+
+
+def _identity(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    if run.tags.get(t.WORKER):
+        return run.tags[t.WORKER]
+    # Before its first step the worker is known only by the pid of its RUN_START event.
+    starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
+    return worker_identity(starts[0].pid) if starts and starts[0].pid else None
+
+
+def crash_tags(spec: WorkflowSpec, step: str, message: str) -> dict[str, str]:
+    """The failure tags of a run whose worker died during `step`."""
+    return {
+        t.ERROR_TYPE: "server_unavailable",
+        t.RETRYABLE: "true",
+        t.FAILED_STEP: step,
+        t.FAILED_AT: datetime.now(UTC).isoformat(),
+        t.ERROR_MESSAGE: message,
+    }
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec], log) -> list[str]:
+    """Fail every STARTED workflow run whose worker is dead; returns their run ids."""
+    failed = []
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+    )
+    for record in records:
+        run = record.dagster_run
+        spec = specs.get(run.tags.get(t.WORKFLOW, ""))
+        if spec is None or t.JOB_ID not in run.tags:
+            continue
+        identity = _identity(instance, run)
+        if identity is None:
+            age = time.time() - record.update_timestamp.timestamp()
+            if age < UNIDENTIFIED_GRACE_SECONDS:
+                continue
+            # Our own run record started but never showed a worker: treat it as dead
+            # only if no RUN_START pid exists either, which _identity already checked.
+        elif worker_alive(identity) is not False:
+            continue
+        job_id = run.tags[t.JOB_ID]
+        remaining = steps_to_run(spec, completed_steps(instance, spec, job_id))
+        step = remaining[0] if remaining else spec.steps[-1].name
+        message = f"Run worker {identity or '(unknown)'} died during {step}"
+        instance.add_run_tags(run.run_id, crash_tags(spec, step, message))
+        instance.report_run_failed(run, message=message)
+        log.warning(f"{message}; run {run.run_id} marked failed")
+        failed.append(run.run_id)
+    return failed

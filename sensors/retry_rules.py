@@ -1,0 +1,99 @@
+"""When may a job that failed with a retryable error run again, and on which model?"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from sensors.circuit_breaker import BreakerBoard
+from wf_assets import tags as t
+from wf_assets.job_state import JobState, RunView
+from wf_assets.specs import WorkflowSpec
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Tunable waits (seconds) of the retry policy."""
+
+    backoff_base: float = 10.0
+    backoff_cap: float = 600.0
+    quota_cooldown: float = 60.0
+    quota_cooldown_cap: float = 1800.0
+    rate_limit_default: float = 60.0
+    auth_check_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Launch now (maybe on another model, maybe as a quota probe) or wait."""
+
+    launch: bool
+    reason: str
+    model: str | None = None
+    probe_key: str | None = None
+    not_before: float | None = None
+
+
+def parse_time(value: str | None) -> float | None:
+    """An ISO-8601 tag value as epoch seconds."""
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def quota_key(run: RunView) -> str:
+    """The breaker key of a quota failure: provider and model."""
+    return f"{run.tags.get(t.PROVIDER, 'unknown')}/{run.tags.get(t.MODEL, 'unknown')}"
+
+
+def backoff_delay(run: RunView, attempts: int, settings: RetrySettings) -> float:
+    """Exponential backoff with full jitter, seeded by the run so a restart agrees."""
+    ceiling = min(settings.backoff_cap, settings.backoff_base * 2 ** max(0, attempts - 1))
+    return random.Random(run.run_id).uniform(0, ceiling)
+
+
+def fallback_model(spec: WorkflowSpec, step: str, failed_model: str | None) -> str | None:
+    """The next model of the step's chain after the one that failed, if any."""
+    step_spec = spec.step(step)
+    chain = [step_spec.default_model, *step_spec.fallback_models]
+    if failed_model not in chain:
+        return None
+    later = chain[chain.index(failed_model) + 1 :]
+    return next((m for m in later if m != failed_model), None)
+
+
+def decide(
+    spec: WorkflowSpec,
+    state: JobState,
+    run: RunView,
+    now: float,
+    board: BreakerBoard,
+    settings: RetrySettings,
+    key_changed: bool,
+    auth_ok: bool,
+) -> Decision:
+    """The retry decision for a job whose latest run failed retryably."""
+    error_type = run.tags.get(t.ERROR_TYPE, "server_unavailable")
+    step = state.failed_step or ""
+    failed_at = parse_time(run.tags.get(t.FAILED_AT)) or run.created_at
+    if error_type in ("quota_exceeded", "rate_limit"):
+        model = fallback_model(spec, step, run.tags.get(t.MODEL))
+        if model:
+            return Decision(True, f"{error_type}: falling back to {model}", model=model)
+    if error_type == "rate_limit":
+        retry_at = parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
+        return Decision(now >= retry_at, "rate limit reset", not_before=retry_at)
+    if error_type == "quota_exceeded":
+        key = quota_key(run)
+        breaker = board.get(key)
+        if breaker is None:
+            return Decision(True, "quota breaker closed")
+        if breaker.ready_for_probe(now):
+            return Decision(True, f"quota probe for {key}", probe_key=key)
+        reason = "quota probe in flight" if breaker.probing else "quota cooldown"
+        return Decision(False, reason, not_before=breaker.reopen_at())
+    if error_type == "invalid_key":
+        if key_changed:
+            return Decision(True, "the provider key was replaced")
+        return Decision(auth_ok, "provider auth check passed" if auth_ok else "key still invalid")
+    delay = backoff_delay(run, state.attempts.get(step, 1), settings)
+    return Decision(now >= failed_at + delay, "backoff elapsed", not_before=failed_at + delay)

@@ -1,0 +1,244 @@
+"""The retry sensor: resume jobs that failed retryably, once the condition is resolved.
+
+Each tick, in one pass over the instance (not a run-status sensor, which handles
+only 5 runs per tick):
+1. fail runs whose worker died (crash_detector);
+2. take in failed runs updated since the cursor: retryable ones are tagged
+   `wf/retry_state=waiting`, quota failures open their breaker;
+3. settle quota probes;
+4. for every waiting run that is still its job's latest, decide (retry_rules)
+   and launch the failed step and everything downstream, reusing checkpoints.
+State lives in run tags and the cursor; run keys make a relaunch idempotent, so a
+daemon restart neither duplicates nor loses a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from resources.model_provider import ModelProvider
+from sensors.circuit_breaker import BreakerBoard
+from sensors.crash_detector import fail_dead_runs
+from sensors.retry_rules import Decision, RetrySettings, decide, quota_key
+from wf_assets import tags as t
+from wf_assets.control import plan_retry
+from wf_assets.factory import asset_key_for
+from wf_assets.job_runs import job_run_views, run_view
+from wf_assets.job_state import ACTIVE, JobState, derive_job_state
+from wf_assets.resume import completed_steps
+from wf_assets.specs import WorkflowSpec
+
+RETRY_SENSOR_NAME = "workflow_retry_sensor"
+PAGE = 500
+# Runs whose update lands in the same instant as the cursor are read again;
+# tags make that idempotent.
+CURSOR_OVERLAP_SECONDS = 2.0
+
+
+@dataclass
+class RetryCursor:
+    """The sensor's durable state between ticks."""
+
+    updated_after: float = 0.0
+    breakers: dict = field(default_factory=dict)
+    auth_checks: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, raw: str | None) -> RetryCursor:
+        """From the JSON the sensor stored last tick."""
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def dump(self) -> str:
+        """As JSON for Dagster to store."""
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def _failed_since(instance: dg.DagsterInstance, after: float) -> list[dg.RunRecord]:
+    since = datetime.fromtimestamp(max(0.0, after - CURSOR_OVERLAP_SECONDS), UTC)
+    return _all_records(
+        instance, dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since)
+    )
+
+
+def _all_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> list[dg.RunRecord]:
+    records: list[dg.RunRecord] = []
+    while True:
+        cursor = records[-1].dagster_run.run_id if records else None
+        page = instance.get_run_records(filters=filters, limit=PAGE, cursor=cursor)
+        records.extend(page)
+        if len(page) < PAGE:
+            return records
+
+
+def _intake(instance, records, board: BreakerBoard, settings: RetrySettings, now: float) -> None:
+    for record in records:
+        run = record.dagster_run
+        if t.JOB_ID not in run.tags or t.RETRY_STATE in run.tags:
+            continue
+        if t.ERROR_TYPE not in run.tags:
+            # Failed without our handler running (worker killed, run monitoring): a crash.
+            instance.add_run_tags(
+                run.run_id,
+                {
+                    t.ERROR_TYPE: "server_unavailable",
+                    t.RETRYABLE: "true",
+                    t.FAILED_AT: record.update_timestamp.isoformat(),
+                    t.ERROR_MESSAGE: "The run failed outside any step (worker lost)",
+                },
+            )
+            run = instance.get_run_by_id(run.run_id)
+        retryable = run.tags.get(t.RETRYABLE) == "true"
+        state = t.RETRY_WAITING if retryable else t.RETRY_DONE
+        instance.add_run_tags(run.run_id, {t.RETRY_STATE: state})
+        if retryable and run.tags.get(t.ERROR_TYPE) == "quota_exceeded":
+            view = run_view(record)
+            board.on_quota_failure(
+                quota_key(replace(view, tags=dict(run.tags))),
+                run.tags[t.JOB_ID],
+                view.attempt,
+                now,
+                settings.quota_cooldown,
+                settings.quota_cooldown_cap,
+            )
+
+
+def _settle_probes(instance, board: BreakerBoard, now: float, log) -> None:
+    for key, breaker in list(board.breakers.items()):
+        if not breaker.probing:
+            continue
+        runs = job_run_views(instance, breaker.probe_job)
+        probe = next((r for r in runs if r.attempt == breaker.probe_attempt), None)
+        if probe is None:
+            if now - (breaker.probe_launched_at or now) > 120:
+                log.warning(f"quota probe for {key} never started; releasing the slot")
+                breaker.probe_job = breaker.probe_attempt = breaker.probe_launched_at = None
+            continue
+        if probe.status == "SUCCESS" or (
+            probe.status == "FAILURE" and probe.tags.get(t.ERROR_TYPE) != "quota_exceeded"
+        ):
+            log.info(f"quota probe for {key} got through: releasing waiting jobs")
+            board.close(key)
+
+
+def _retry_request(
+    spec: WorkflowSpec, parent: dg.DagsterRun, state: JobState, decision: Decision
+) -> dg.RunRequest:
+    plan = plan_retry(spec, state, parent.run_config, "retry_sensor", decision.model)
+    tags = {**plan.tags, "wf/retry_reason": decision.reason}
+    if decision.probe_key:
+        tags["wf/quota_probe"] = decision.probe_key
+    return dg.RunRequest(
+        # One run key per job and attempt: a tick repeated after a daemon restart
+        # asks for the same run, and Dagster launches it once.
+        run_key=f"{plan.job_id}:attempt-{tags[t.ATTEMPT]}",
+        job_name=plan.job_name,
+        partition_key=plan.job_id,
+        asset_selection=[asset_key_for(spec, step) for step in plan.steps],
+        run_config=plan.run_config,
+        tags=tags,
+    )
+
+
+def _auth_ok(provider: ModelProvider, cursor: RetryCursor, settings, now: float) -> bool:
+    name = provider.provider_name
+    last = cursor.auth_checks.get(name)
+    if last and now - last["at"] < settings.auth_check_interval:
+        return last["ok"]
+    ok = bool(provider.check_auth())
+    cursor.auth_checks[name] = {"at": now, "ok": ok}
+    return ok
+
+
+def evaluate_retries(
+    context: dg.SensorEvaluationContext,
+    specs: dict[str, WorkflowSpec],
+    provider: ModelProvider,
+    settings: RetrySettings,
+) -> dg.SensorResult:
+    """One tick of the retry sensor."""
+    instance, log, now = context.instance, context.log, time.time()
+    cursor = RetryCursor.load(context.cursor)
+    board = BreakerBoard.from_dict(cursor.breakers)
+    fail_dead_runs(instance, specs, log)
+    failed = _failed_since(instance, cursor.updated_after)
+    _intake(instance, failed, board, settings, now)
+    if failed:
+        newest = max(r.update_timestamp.timestamp() for r in failed)
+        cursor.updated_after = max(cursor.updated_after, newest)
+    _settle_probes(instance, board, now, log)
+
+    waiting = _all_records(
+        instance,
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE], tags={t.RETRY_STATE: t.RETRY_WAITING}
+        ),
+    )
+    requests = []
+    for record in sorted(waiting, key=lambda r: r.create_timestamp):
+        request = _consider(
+            instance, record.dagster_run, specs, provider, settings, board, cursor, now, log
+        )
+        if request is not None:
+            requests.append(request)
+    cursor.breakers = board.to_dict()
+    return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+
+
+def _consider(instance, run, specs, provider, settings, board, cursor, now, log):
+    spec = specs.get(run.tags.get(t.WORKFLOW, ""))
+    job_id = run.tags[t.JOB_ID]
+    if spec is None:
+        instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
+        return None
+    views = job_run_views(instance, job_id)
+    latest = views[0]
+    if latest.run_id != run.run_id:
+        if latest.status not in ACTIVE:
+            instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
+        return None
+    state = derive_job_state(spec, views, completed_steps(instance, spec, job_id))
+    if state.status != "pending_retry":
+        final = t.RETRY_EXHAUSTED if state.max_attempts_exceeded else t.RETRY_DONE
+        instance.add_run_tags(run.run_id, {t.RETRY_STATE: final})
+        if final == t.RETRY_EXHAUSTED:
+            log.info(f"job {job_id}: maximum retry attempts exceeded at {state.failed_step}")
+        return None
+    key_changed = bool(
+        run.tags.get(t.KEY_FINGERPRINT)
+        and run.tags[t.KEY_FINGERPRINT] != provider.credential_fingerprint()
+    )
+    auth_ok = False
+    if run.tags.get(t.ERROR_TYPE) == "invalid_key" and not key_changed:
+        auth_ok = _auth_ok(provider, cursor, settings, now)
+    decision = decide(spec, state, latest, now, board, settings, key_changed, auth_ok)
+    if not decision.launch:
+        return None
+    if decision.probe_key:
+        board.start_probe(decision.probe_key, job_id, latest.attempt + 1, now)
+    log.info(f"job {job_id}: retrying {state.failed_step} ({decision.reason})")
+    return _retry_request(spec, run, state, decision)
+
+
+def make_retry_sensor(
+    specs: dict[str, WorkflowSpec], jobs: list, settings: RetrySettings | None = None
+) -> dg.SensorDefinition:
+    """The retry sensor over the workflow `jobs` built from `specs`."""
+    settings = settings or RetrySettings()
+
+    @dg.sensor(
+        name=RETRY_SENSOR_NAME,
+        # Dagster's daemon ticks at most every 5 s whatever this says.
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Resumes workflow jobs that failed retryably once the cause is resolved.",
+        jobs=jobs,
+    )
+    def workflow_retry_sensor(context: dg.SensorEvaluationContext, model_provider: ModelProvider):
+        return evaluate_retries(context, specs, model_provider, settings)
+
+    return workflow_retry_sensor

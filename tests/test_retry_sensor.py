@@ -1,0 +1,190 @@
+"""The retry sensor against a real instance, one error type and condition at a time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.retry_harness import RetryHarness
+from wf_assets import tags as t
+
+
+@pytest.fixture
+def harness(instance, bench, specs) -> RetryHarness:
+    return RetryHarness(instance, bench, specs)
+
+
+def _run_until_settled(harness: RetryHarness, spec, job_id: str, limit: float = 20.0) -> str:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        for request in harness.tick():
+            harness.execute(request)
+        status = harness.state(spec, job_id).status
+        if status in ("completed", "failed", "cancelled"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"job still {harness.state(spec, job_id).status}")
+
+
+def test_rate_limit_waits_for_its_reset_time(harness, bench, specs) -> None:
+    spec = specs["style-transfer-video"]
+    bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 2, "times": 1}})
+    job_id = harness.start(spec)
+    state = harness.state(spec, job_id)
+    assert state.status == "pending_retry" and state.failed_step == "video"
+    retry_at = time.time() + 2 - 0.3
+    while time.time() < retry_at:
+        assert harness.tick() == [], "retried before the rate limit reset"
+        time.sleep(0.3)
+    time.sleep(0.5)
+    requests = harness.tick()
+    assert len(requests) == 1
+    request = requests[0]
+    assert [k.path[1] for k in request.asset_selection] == ["video"]
+    assert request.tags[t.ATTEMPT] == "2" and request.tags[t.LAUNCHED_BY] == "retry_sensor"
+    assert request.tags[t.PARENT_RUN] == state.latest.run_id
+    assert harness.execute(request).success
+    assert harness.state(spec, job_id).status == "completed"
+    assert harness.materializations(spec, "style", job_id) == 1
+
+
+def test_backoff_for_timeouts_and_server_errors(harness, bench, specs) -> None:
+    spec = specs["style-transfer-video"]
+    bench.set_faults(
+        {
+            "image_upscale": {"error_type": "server_unavailable", "times": 2},
+            "image_to_video": {"error_type": "timeout", "times": 1},
+        }
+    )
+    job_id = harness.start(spec)
+    assert _run_until_settled(harness, spec, job_id) == "completed"
+    state = harness.state(spec, job_id)
+    assert state.attempts == {"upscale": 2, "video": 1}
+    assert state.latest.attempt == 4
+    assert [c["task"] for c in bench.calls()].count("image_style") == 1
+
+
+def test_max_attempts_then_failed(harness, bench, specs) -> None:
+    spec = specs["style-transfer-video"]  # video: max_attempts 3
+    bench.set_faults({"image_to_video": {"error_type": "server_unavailable"}})
+    job_id = harness.start(spec)
+    assert _run_until_settled(harness, spec, job_id) == "failed"
+    state = harness.state(spec, job_id)
+    assert state.attempts["video"] == 3
+    assert state.error["message"].startswith("Maximum retry attempts exceeded")
+    assert harness.tick() == []
+    assert harness.state(spec, job_id).latest.tags[t.RETRY_STATE] == t.RETRY_EXHAUSTED
+    assert harness.tick() == []
+
+
+def test_permanent_errors_are_never_retried(harness, bench, specs) -> None:
+    spec = specs["style-transfer-video"]
+    bench.set_faults({"image_style": {"error_type": "content_rejected"}})
+    job_id = harness.start(spec)
+    assert harness.state(spec, job_id).status == "failed"
+    assert harness.tick() == [] and harness.tick() == []
+
+
+def test_invalid_key_waits_until_the_key_is_replaced(instance, bench, specs) -> None:
+    spec = specs["style-transfer-video"]
+    harness = RetryHarness(instance, bench, specs, api_key="old-key")
+    bench.set_faults({"image_style": {"error_type": "invalid_key"}})
+    job_id = harness.start(spec)
+    state = harness.state(spec, job_id)
+    assert state.status == "pending_retry"
+    assert state.latest.tags[t.KEY_FINGERPRINT]
+    assert harness.tick() == [] and harness.tick() == []
+    harness.provider_config["api_key"] = "new-key"
+    bench.set_faults({})
+    requests = harness.tick()
+    assert len(requests) == 1 and "replaced" in requests[0].tags["wf/retry_reason"]
+    assert harness.execute(requests[0]).success
+
+
+def test_invalid_key_retried_when_the_auth_check_passes(harness, bench, specs) -> None:
+    spec = specs["style-transfer-video"]
+    bench.set_faults({"image_style": {"error_type": "invalid_key"}})
+    job_id = harness.start(spec)
+    assert harness.tick() == []
+    bench.set_faults({})
+    requests = harness.tick()
+    assert len(requests) == 1 and "auth check" in requests[0].tags["wf/retry_reason"]
+    assert harness.execute(requests[0]).success
+    assert harness.state(spec, job_id).status == "completed"
+
+
+def test_fallback_model_at_once_on_quota(harness, bench, specs) -> None:
+    spec = specs["img-edit-to-video"]  # video_generation: minimax/video-01 -> kling/v1.6
+    bench.set_faults({"minimax/video-01": {"error_type": "quota_exceeded"}})
+    job_id = harness.start(spec)
+    requests = harness.tick()
+    assert len(requests) == 1
+    config = requests[0].run_config["ops"][spec.op_name("video_generation")]["config"]
+    assert config["model"] == "kling/v1.6"
+    assert harness.execute(requests[0]).success
+    state = harness.state(spec, job_id)
+    assert state.status == "completed"
+    checkpoint = harness.resources()["checkpoint_io"].read(
+        __import__("wf_assets.factory").factory.asset_key_for(spec, "video_generation"), job_id
+    )
+    assert checkpoint["output"]["model_used"] == "kling/v1.6"
+
+
+def test_cancelled_job_is_not_retried(harness, bench, specs, instance) -> None:
+    from wf_assets.control import cancel_tags, check_cancellable
+
+    spec = specs["style-transfer-video"]
+    bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})
+    job_id = harness.start(spec)
+    state = harness.state(spec, job_id)
+    check_cancellable(state)
+    instance.add_run_tags(state.latest.run_id, cancel_tags())
+    time.sleep(0.3)
+    assert harness.tick() == []
+    assert harness.state(spec, job_id).status == "cancelled"
+
+
+def test_completed_job_is_not_retried(harness, specs) -> None:
+    spec = specs["style-transfer-video"]
+    job_id = harness.start(spec)
+    assert harness.state(spec, job_id).status == "completed"
+    assert harness.tick() == []
+
+
+def test_daemon_restart_neither_duplicates_nor_loses(harness, bench, specs) -> None:
+    spec = specs["style-transfer-video"]
+    bench.set_faults(
+        {"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1, "times": 1}}
+    )
+    job_id = harness.start(spec)
+    time.sleep(0.2)
+    cursor_before = harness.cursor
+    first = harness.tick()
+    assert len(first) == 1
+    # The daemon dies before launching: its tick's cursor is never stored.
+    harness.cursor = cursor_before
+    again = harness.tick()
+    assert [r.run_key for r in again] == [first[0].run_key]
+    assert harness.execute(again[0]).success
+    # After the restart and the launch, nothing is asked for twice.
+    assert harness.tick() == []
+    assert harness.state(spec, job_id).status == "completed"
+
+
+def test_no_second_run_while_one_is_active(harness, bench, specs, instance) -> None:
+    import dagster as dg
+
+    spec = specs["style-transfer-video"]
+    bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})
+    job_id = harness.start(spec)
+    instance.add_run(
+        dg.DagsterRun(
+            job_name=spec.job_name,
+            status=dg.DagsterRunStatus.STARTED,
+            tags=t.job_tags(spec.id, job_id, "user-1", "manual_retry", 2),
+        )
+    )
+    time.sleep(0.2)
+    assert harness.tick() == []
+    assert harness.state(spec, job_id).status == "running"

@@ -1,0 +1,130 @@
+"""A job's state, derived from its runs and its checkpoints: one rule set for all readers.
+
+The retry sensor reads runs from the instance, the bridge reads them over GraphQL;
+both turn them into `RunView`s and call `derive_job_state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wf_assets import tags as t
+from wf_assets.resume import steps_to_run
+from wf_assets.specs import WorkflowSpec
+
+ACTIVE = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
+WAITING_TO_START = {"QUEUED", "NOT_STARTED", "STARTING"}
+MAX_ATTEMPTS_MESSAGE = "Maximum retry attempts exceeded"
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the state rules need of one run, however it was read."""
+
+    run_id: str
+    status: str
+    tags: dict[str, str]
+    created_at: float
+    failure: dict[str, Any] | None = None
+
+    @property
+    def attempt(self) -> int:
+        """The run's attempt number for its job (1 for the first run)."""
+        try:
+            return int(self.tags.get(t.ATTEMPT, "1"))
+        except ValueError:
+            return 1
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the run failed with a retryable error."""
+        return self.tags.get(t.RETRYABLE) == "true"
+
+
+@dataclass
+class JobState:
+    """The derived state of one job (API.md's job `status` words)."""
+
+    status: str
+    latest: RunView | None
+    completed: set[str]
+    next_steps: list[str]
+    failed_step: str | None = None
+    error: dict[str, Any] | None = None
+    attempts: dict[str, int] = field(default_factory=dict)
+    max_attempts_exceeded: bool = False
+
+    @property
+    def retry_count(self) -> int:
+        """How many runs after the first this job has had."""
+        return max(0, self.latest.attempt - 1) if self.latest else 0
+
+    @property
+    def can_retry(self) -> bool:
+        """Whether a manual retry is allowed now."""
+        return self.status in ("failed", "pending_retry")
+
+
+def failures_per_step(runs: list[RunView]) -> dict[str, int]:
+    """How many runs failed at each step: the attempts counted against max_attempts."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        step = run.tags.get(t.FAILED_STEP)
+        if run.status == "FAILURE" and step:
+            counts[step] = counts.get(step, 0) + 1
+    return counts
+
+
+def derive_job_state(spec: WorkflowSpec, runs: list[RunView], completed: set[str]) -> JobState:
+    """The job's status from its runs (any order) and its checkpointed steps."""
+    ordered = sorted(runs, key=lambda r: r.created_at, reverse=True)
+    latest = ordered[0] if ordered else None
+    remaining = steps_to_run(spec, completed)
+    attempts = failures_per_step(ordered)
+    state = JobState("pending", latest, set(completed), remaining, attempts=attempts)
+    if latest is None:
+        state.status = "completed" if not remaining else "pending"
+        return state
+    if latest.tags.get(t.CANCELLED) == "true" or latest.status in ("CANCELED", "CANCELING"):
+        state.status = "cancelled"
+    elif latest.status in ACTIVE:
+        state.status = "pending" if latest.status in WAITING_TO_START else "running"
+    elif not remaining:
+        state.status = "completed"
+    elif latest.status == "FAILURE":
+        _failed(spec, state, latest)
+    else:
+        # A successful run that left steps without a checkpoint (an operator ran a
+        # subset): nothing will run the rest on its own, so the job is failed.
+        state.status = "failed"
+        state.error = {
+            "error_type": "internal",
+            "retryable": False,
+            "message": "The last run did not produce every step",
+        }
+    return state
+
+
+def _failed(spec: WorkflowSpec, state: JobState, latest: RunView) -> None:
+    failure = dict(latest.failure or {})
+    step = latest.tags.get(t.FAILED_STEP) or failure.get("step") or state.next_steps[0]
+    failure.setdefault("error_type", latest.tags.get(t.ERROR_TYPE, "internal"))
+    failure.setdefault("retryable", latest.retryable)
+    failure.setdefault("message", "The run failed")
+    failure.setdefault("step", step)
+    if latest.tags.get(t.RETRY_AT):
+        failure.setdefault("retry_at", latest.tags[t.RETRY_AT])
+    state.failed_step = step
+    state.error = failure
+    max_attempts = spec.step(step).max_attempts if step in {s.name for s in spec.steps} else 1
+    if latest.retryable and latest.tags.get(t.RETRY_STATE) != t.RETRY_EXHAUSTED:
+        if state.attempts.get(step, 0) < max_attempts:
+            state.status = "pending_retry"
+            return
+        state.max_attempts_exceeded = True
+        failure["message"] = f"{MAX_ATTEMPTS_MESSAGE}: {failure['message']}"
+    elif latest.tags.get(t.RETRY_STATE) == t.RETRY_EXHAUSTED:
+        state.max_attempts_exceeded = True
+        failure["message"] = f"{MAX_ATTEMPTS_MESSAGE}: {failure['message']}"
+    state.status = "failed"
