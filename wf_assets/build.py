@@ -7,8 +7,12 @@ from typing import Any
 
 import dagster as dg
 
+from resources.cloudinary_storage import CloudinaryMediaStorage
 from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
+from resources.media_storage import MediaStorage
+from resources.model_provider import ModelProvider
+from resources.replicate_provider import ReplicateModelProvider
 from sensors.retry_rules import RetrySettings
 from sensors.retry_sensor import make_retry_sensor
 from wf_assets import settings
@@ -17,18 +21,43 @@ from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_wo
 from wf_assets.specs import WorkflowSpec
 
 
+def build_model_provider() -> ModelProvider:
+    """Replicate when REPLICATE_API_TOKEN is set, else the offline local provider."""
+    if os.environ.get("REPLICATE_API_TOKEN"):
+        extra = {}
+        if os.environ.get("REPLICATE_API_BASE_URL"):
+            extra["base_url"] = dg.EnvVar("REPLICATE_API_BASE_URL")
+        return ReplicateModelProvider(
+            api_token=dg.EnvVar("REPLICATE_API_TOKEN"),
+            ledger_url=settings.prediction_ledger_url(),
+            **extra,
+        )
+    return LocalModelProvider(
+        latency_seconds=float(os.environ.get("LOCAL_PROVIDER_LATENCY", "0") or 0),
+        fault_file=os.environ.get("LOCAL_PROVIDER_FAULTS") or None,
+        call_log=os.environ.get("LOCAL_PROVIDER_CALL_LOG") or None,
+        api_key=os.environ.get("LOCAL_PROVIDER_API_KEY") or None,
+    )
+
+
+def build_media_storage() -> MediaStorage:
+    """Cloudinary when CLOUDINARY_URL is set, else a local folder (MEDIA_DIR)."""
+    if os.environ.get("CLOUDINARY_URL"):
+        return CloudinaryMediaStorage(
+            cloudinary_url=dg.EnvVar("CLOUDINARY_URL"),
+            upload_prefix=os.environ.get("CLOUDINARY_UPLOAD_PREFIX") or None,
+        )
+    return LocalMediaStorage(
+        media_dir=str(settings.media_dir()),
+        base_url=os.environ.get("MEDIA_BASE_URL", "/media"),
+    )
+
+
 def build_resources() -> dict[str, Any]:
     """Resources chosen from the environment: offline defaults, no account needed."""
     return {
-        "model_provider": LocalModelProvider(
-            latency_seconds=float(os.environ.get("LOCAL_PROVIDER_LATENCY", "0") or 0),
-            fault_file=os.environ.get("LOCAL_PROVIDER_FAULTS") or None,
-            call_log=os.environ.get("LOCAL_PROVIDER_CALL_LOG") or None,
-        ),
-        "media_storage": LocalMediaStorage(
-            media_dir=str(settings.media_dir()),
-            base_url=os.environ.get("MEDIA_BASE_URL", "/media"),
-        ),
+        "model_provider": build_model_provider(),
+        "media_storage": build_media_storage(),
         CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=settings.checkpoint_url()),
     }
 

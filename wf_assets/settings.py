@@ -26,3 +26,8 @@ def checkpoint_url() -> str:
 def specs_dir() -> Path:
     """Where workflow spec files are read from (WORKFLOW_SPECS_DIR, else `workflow_specs/`)."""
     return Path(os.environ.get("WORKFLOW_SPECS_DIR") or REPO_ROOT / "workflow_specs").resolve()
+
+
+def prediction_ledger_url() -> str:
+    """Where paid predictions are recorded per job and step (PREDICTION_LEDGER_URL)."""
+    return os.environ.get("PREDICTION_LEDGER_URL") or f"{checkpoint_url().rstrip('/')}/_predictions"

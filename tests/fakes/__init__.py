@@ -1,0 +1,1 @@
+"""Stand-ins for outside services that speak their documented wire formats on loopback."""

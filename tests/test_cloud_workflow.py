@@ -1,0 +1,67 @@
+"""The seed workflow on the cloud resources, chosen from the environment, against fakes."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.cloudinary_storage import CloudinaryMediaStorage
+from resources.replicate_provider import ReplicateModelProvider
+from tests.conftest import SAMPLE_IMAGE
+from tests.fakes.cloudinary_server import FakeCloudinary
+from tests.fakes.replicate_fixtures import fake  # noqa: F401  (the fake Replicate fixture)
+from wf_assets.build import build_resources
+from wf_assets.factory import build_workflow_assets
+from wf_assets.partitions import new_job_id
+from wf_assets.resume import ensure_partition
+from wf_assets.run_config import build_run_config
+
+
+def test_seed_workflow_on_replicate_and_cloudinary(fake, specs, tmp_path, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with FakeCloudinary() as cloud:
+        monkeypatch.setenv("CLOUDINARY_URL", cloud.account_url())
+        monkeypatch.setenv("CLOUDINARY_UPLOAD_PREFIX", cloud.base_url)
+        resources = build_resources()
+        assert isinstance(resources["model_provider"], ReplicateModelProvider)
+        assert isinstance(resources["media_storage"], CloudinaryMediaStorage)
+        spec = specs["img-edit-to-video"]
+        job_id = new_job_id()
+        with dg.instance_for_test() as instance:
+            ensure_partition(instance, job_id)
+            result = dg.materialize(
+                build_workflow_assets(spec),
+                instance=instance,
+                partition_key=job_id,
+                resources=resources,
+                run_config=build_run_config(spec, None, str(SAMPLE_IMAGE)),
+            )
+            assert result.success
+            outputs = {
+                e.asset_key.path[1]: e.materialization.metadata["checkpoint"].value["output"]
+                for e in result.get_asset_materialization_events()
+            }
+        creates = fake.creates
+        assert [c.path for c in creates] == [
+            "/v1/models/google/nano-banana/predictions",
+            "/v1/models/minimax/video-01/predictions",
+        ]
+        # Replicate was handed our Cloudinary copies, never a local path.
+        assert creates[0].body["input"]["image_input"] == [outputs["upload"]["image_url"]]
+        assert (
+            creates[1].body["input"]["first_frame_image"]
+            == outputs["image_edit"]["edited_image_url"]
+        )
+        assert set(cloud.assets) == {
+            ("image", f"jobs/{job_id}/upload"),
+            ("image", f"jobs/{job_id}/image_edit"),
+            ("video", f"jobs/{job_id}/video_generation"),
+        }
+        video = outputs["video_generation"]
+        assert video["video_url"].startswith(cloud.base_url)
+        assert video["provider"] == "replicate" and video["prediction_id"]
+        # The provider's (expiring) URL is kept only as provenance.
+        assert (
+            video["provider_url"].startswith(fake.url)
+            and video["provider_url"] != video["video_url"]
+        )
+        assert video["model_used"] == "minimax/video-01" and video["duration"] > 0
