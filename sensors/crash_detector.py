@@ -30,15 +30,21 @@ def _identity(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     return worker_identity(starts[0].pid) if starts and starts[0].pid else None
 
 
-def crash_tags(spec: WorkflowSpec, step: str, message: str) -> dict[str, str]:
-    """The failure tags of a run whose worker died during `step`."""
-    return {
+def crash_tags(
+    instance: dg.DagsterInstance, spec: WorkflowSpec | None, job_id: str, message: str
+) -> dict[str, str]:
+    """Failure tags for a run whose worker died: retryable, at its first unfinished step."""
+    tags = {
         t.ERROR_TYPE: "server_unavailable",
         t.RETRYABLE: "true",
-        t.FAILED_STEP: step,
         t.FAILED_AT: datetime.now(UTC).isoformat(),
         t.ERROR_MESSAGE: message,
     }
+    if spec is not None:
+        remaining = steps_to_run(spec, completed_steps(instance, spec, job_id))
+        if remaining:
+            tags[t.FAILED_STEP] = remaining[0]
+    return tags
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec], log) -> list[str]:
@@ -61,11 +67,8 @@ def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec],
             # only if no RUN_START pid exists either, which _identity already checked.
         elif worker_alive(identity) is not False:
             continue
-        job_id = run.tags[t.JOB_ID]
-        remaining = steps_to_run(spec, completed_steps(instance, spec, job_id))
-        step = remaining[0] if remaining else spec.steps[-1].name
-        message = f"Run worker {identity or '(unknown)'} died during {step}"
-        instance.add_run_tags(run.run_id, crash_tags(spec, step, message))
+        message = f"Run worker {identity or '(unknown)'} died mid-run"
+        instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message))
         instance.report_run_failed(run, message=message)
         log.warning(f"{message}; run {run.run_id} marked failed")
         failed.append(run.run_id)

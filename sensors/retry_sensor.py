@@ -23,7 +23,7 @@ import dagster as dg
 
 from resources.model_provider import ModelProvider
 from sensors.circuit_breaker import BreakerBoard
-from sensors.crash_detector import fail_dead_runs
+from sensors.crash_detector import crash_tags, fail_dead_runs
 from sensors.retry_rules import Decision, RetrySettings, decide, quota_key
 from wf_assets import tags as t
 from wf_assets.control import plan_retry
@@ -75,30 +75,27 @@ def _all_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> list[d
             return records
 
 
-def _intake(instance, records, board: BreakerBoard, settings: RetrySettings, now: float) -> None:
+def _intake(instance, records, specs, board: BreakerBoard, settings, now: float) -> None:
     for record in records:
         run = record.dagster_run
         if t.JOB_ID not in run.tags or t.RETRY_STATE in run.tags:
             continue
         if t.ERROR_TYPE not in run.tags:
-            # Failed without our handler running (worker killed, run monitoring): a crash.
+            # Failed without our handler running (worker killed, code server noticed its
+            # child died, run monitoring): a crash, retryable, counted against its step.
+            spec = specs.get(run.tags.get(t.WORKFLOW, ""))
+            message = "The run worker died before its step finished"
             instance.add_run_tags(
-                run.run_id,
-                {
-                    t.ERROR_TYPE: "server_unavailable",
-                    t.RETRYABLE: "true",
-                    t.FAILED_AT: record.update_timestamp.isoformat(),
-                    t.ERROR_MESSAGE: "The run failed outside any step (worker lost)",
-                },
+                run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message)
             )
             run = instance.get_run_by_id(run.run_id)
         retryable = run.tags.get(t.RETRYABLE) == "true"
         state = t.RETRY_WAITING if retryable else t.RETRY_DONE
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: state})
         if retryable and run.tags.get(t.ERROR_TYPE) == "quota_exceeded":
-            view = run_view(record)
+            view = replace(run_view(record), tags=dict(run.tags))
             board.on_quota_failure(
-                quota_key(replace(view, tags=dict(run.tags))),
+                quota_key(view),
                 run.tags[t.JOB_ID],
                 view.attempt,
                 now,
@@ -166,7 +163,7 @@ def evaluate_retries(
     board = BreakerBoard.from_dict(cursor.breakers)
     fail_dead_runs(instance, specs, log)
     failed = _failed_since(instance, cursor.updated_after)
-    _intake(instance, failed, board, settings, now)
+    _intake(instance, failed, specs, board, settings, now)
     if failed:
         newest = max(r.update_timestamp.timestamp() for r in failed)
         cursor.updated_after = max(cursor.updated_after, newest)

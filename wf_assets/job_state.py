@@ -37,9 +37,14 @@ class RunView:
             return 1
 
     @property
+    def crashed(self) -> bool:
+        """Failed with no record from our step handler: the worker died (until tagged)."""
+        return self.status == "FAILURE" and t.ERROR_TYPE not in self.tags and not self.failure
+
+    @property
     def retryable(self) -> bool:
-        """Whether the run failed with a retryable error."""
-        return self.tags.get(t.RETRYABLE) == "true"
+        """Whether the run failed with a retryable error (a crash is one)."""
+        return self.tags.get(t.RETRYABLE) == "true" or self.crashed
 
 
 @dataclass
@@ -109,9 +114,10 @@ def derive_job_state(spec: WorkflowSpec, runs: list[RunView], completed: set[str
 def _failed(spec: WorkflowSpec, state: JobState, latest: RunView) -> None:
     failure = dict(latest.failure or {})
     step = latest.tags.get(t.FAILED_STEP) or failure.get("step") or state.next_steps[0]
-    failure.setdefault("error_type", latest.tags.get(t.ERROR_TYPE, "internal"))
+    default_type = "server_unavailable" if latest.crashed else "internal"
+    failure.setdefault("error_type", latest.tags.get(t.ERROR_TYPE, default_type))
     failure.setdefault("retryable", latest.retryable)
-    failure.setdefault("message", "The run failed")
+    failure.setdefault("message", latest.tags.get(t.ERROR_MESSAGE, "The run failed"))
     failure.setdefault("step", step)
     if latest.tags.get(t.RETRY_AT):
         failure.setdefault("retry_at", latest.tags[t.RETRY_AT])
