@@ -26,6 +26,7 @@ from sensors.circuit_breaker import BreakerBoard
 from sensors.crash_detector import crash_tags, fail_dead_runs
 from sensors.retry_rules import Decision, RetrySettings, decide, quota_key
 from wf_assets import tags as t
+from wf_assets.cancellation import is_cancelled
 from wf_assets.control import plan_retry
 from wf_assets.factory import asset_key_for
 from wf_assets.job_runs import job_run_views, run_view
@@ -198,7 +199,8 @@ def _consider(instance, run, specs, provider, settings, board, cursor, now, log)
         if latest.status not in ACTIVE:
             instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
         return None
-    state = derive_job_state(spec, views, completed_steps(instance, spec, job_id))
+    completed = completed_steps(instance, spec, job_id)
+    state = derive_job_state(spec, views, completed, is_cancelled(instance, spec, job_id))
     if state.status != "pending_retry":
         final = t.RETRY_EXHAUSTED if state.max_attempts_exceeded else t.RETRY_DONE
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: final})

@@ -32,7 +32,6 @@ RETRYABLE = {t.ERROR_TYPE: "rate_limit", t.RETRYABLE: "true", t.FAILED_STEP: "vi
             {"upload"},
             "failed",
         ),
-        ([_run("FAILURE", **RETRYABLE, **{t.CANCELLED: "true"})], {"upload"}, "cancelled"),
         ([_run("CANCELED")], set(), "cancelled"),
         ([_run("FAILURE")], {"upload"}, "pending_retry"),  # a crash before intake
         ([_run("FAILURE", 1.0, **RETRYABLE), _run("STARTED", 2.0, 2)], {"upload"}, "running"),
@@ -41,6 +40,12 @@ RETRYABLE = {t.ERROR_TYPE: "rate_limit", t.RETRYABLE: "true", t.FAILED_STEP: "vi
 )
 def test_status(specs, runs, done, status) -> None:
     assert derive_job_state(specs["img-edit-to-video"], runs, done).status == status
+
+
+@pytest.mark.parametrize("runs", [[], [_run("FAILURE", **RETRYABLE)], [_run("STARTED")]])
+def test_cancel_mark_wins(specs, runs) -> None:
+    state = derive_job_state(specs["img-edit-to-video"], runs, {"upload"}, cancelled=True)
+    assert state.status == "cancelled" and not state.can_retry
 
 
 def test_attempts_and_max(specs) -> None:

@@ -132,17 +132,24 @@ def test_fallback_model_at_once_on_quota(harness, bench, specs) -> None:
 
 
 def test_cancelled_job_is_not_retried(harness, bench, specs, instance) -> None:
-    from wf_assets.control import cancel_tags, check_cancellable
+    from wf_assets.cancellation import cancel_job
+    from wf_assets.control import JobStateError, check_cancellable, plan_manual_retry
 
     spec = specs["style-transfer-video"]
     bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})
     job_id = harness.start(spec)
     state = harness.state(spec, job_id)
     check_cancellable(state)
-    instance.add_run_tags(state.latest.run_id, cancel_tags())
+    cancel_job(instance, spec, job_id, "user-1", [state.latest.run_id])
     time.sleep(0.3)
     assert harness.tick() == []
-    assert harness.state(spec, job_id).status == "cancelled"
+    state = harness.state(spec, job_id)
+    assert state.status == "cancelled"
+    assert state.latest.tags[t.RETRY_STATE] == t.RETRY_DONE
+    with pytest.raises(JobStateError):
+        plan_manual_retry(spec, state, None)
+    with pytest.raises(JobStateError):
+        check_cancellable(state)
 
 
 def test_completed_job_is_not_retried(harness, specs) -> None:

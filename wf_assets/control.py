@@ -77,8 +77,3 @@ def check_cancellable(state: JobState) -> None:
     """Only pending, running and pending_retry jobs can be cancelled."""
     if state.status not in ("pending", "running", "pending_retry"):
         raise JobStateError(f"a {state.status} job cannot be cancelled")
-
-
-def cancel_tags() -> dict[str, str]:
-    """Tags put on a cancelled job's latest run: nothing retries it afterwards."""
-    return {t.CANCELLED: "true", t.RETRY_STATE: t.RETRY_DONE}

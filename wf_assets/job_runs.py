@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from wf_assets import tags as t
+from wf_assets.cancellation import is_cancelled
 from wf_assets.job_state import JobState, RunView, derive_job_state
 from wf_assets.resume import completed_steps
 from wf_assets.specs import WorkflowSpec
@@ -45,4 +46,5 @@ def load_job_state(instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str
     views = job_run_views(instance, job_id)
     if views and views[0].status == "FAILURE":
         views[0] = replace(views[0], failure=failure_metadata(instance, views[0].run_id))
-    return derive_job_state(spec, views, completed_steps(instance, spec, job_id))
+    completed = completed_steps(instance, spec, job_id)
+    return derive_job_state(spec, views, completed, is_cancelled(instance, spec, job_id))

@@ -81,17 +81,19 @@ def failures_per_step(runs: list[RunView]) -> dict[str, int]:
     return counts
 
 
-def derive_job_state(spec: WorkflowSpec, runs: list[RunView], completed: set[str]) -> JobState:
-    """The job's status from its runs (any order) and its checkpointed steps."""
+def derive_job_state(
+    spec: WorkflowSpec, runs: list[RunView], completed: set[str], cancelled: bool = False
+) -> JobState:
+    """The job's status from its runs (any order), checkpointed steps and cancel mark."""
     ordered = sorted(runs, key=lambda r: r.created_at, reverse=True)
     latest = ordered[0] if ordered else None
     remaining = steps_to_run(spec, completed)
     attempts = failures_per_step(ordered)
     state = JobState("pending", latest, set(completed), remaining, attempts=attempts)
     if latest is None:
-        state.status = "completed" if not remaining else "pending"
+        state.status = "cancelled" if cancelled else "completed" if not remaining else "pending"
         return state
-    if latest.tags.get(t.CANCELLED) == "true" or latest.status in ("CANCELED", "CANCELING"):
+    if cancelled or latest.status in ("CANCELED", "CANCELING"):
         state.status = "cancelled"
     elif latest.status in ACTIVE:
         state.status = "pending" if latest.status in WAITING_TO_START else "running"

@@ -28,7 +28,6 @@ RETRY_WAITING = "waiting"
 RETRY_DONE = "done"
 RETRY_EXHAUSTED = "exhausted"
 
-CANCELLED = "wf/cancelled"
 WORKER = "wf/worker"
 
 
