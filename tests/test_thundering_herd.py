@@ -11,17 +11,29 @@ from wf_assets.instance import write_instance_yaml
 from wf_assets.specs import WorkflowSpec
 
 JOBS = 50
-SPEC = WorkflowSpec.model_validate({
-    "id": "quick-video", "name": "Quick video", "description": "upload then video",
-    "category": "test", "default_prompts": {"video": "zoom"},
-    "supported_models": {"video": ["kling/v1.6"]},
-    "steps": [
-        {"name": "upload", "type": "input", "kind": "input_upload", "description": "in"},
-        {"name": "video", "type": "generation", "kind": "image_to_video", "description": "out",
-         "default_model": "kling/v1.6", "max_attempts": 10},
-    ],
-    "estimated_duration_seconds": 10, "credits_cost": 1,
-})
+SPEC = WorkflowSpec.model_validate(
+    {
+        "id": "quick-video",
+        "name": "Quick video",
+        "description": "upload then video",
+        "category": "test",
+        "default_prompts": {"video": "zoom"},
+        "supported_models": {"video": ["kling/v1.6"]},
+        "steps": [
+            {"name": "upload", "type": "input", "kind": "input_upload", "description": "in"},
+            {
+                "name": "video",
+                "type": "generation",
+                "kind": "image_to_video",
+                "description": "out",
+                "default_model": "kling/v1.6",
+                "max_attempts": 10,
+            },
+        ],
+        "estimated_duration_seconds": 10,
+        "credits_cost": 1,
+    }
+)
 
 
 def test_fifty_jobs_one_exhausted_quota(tmp_path, bench) -> None:

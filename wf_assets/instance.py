@@ -43,6 +43,13 @@ def postgres_storage(url: str) -> dict[str, Any]:
     return {"postgres": {"postgres_db": db}}
 
 
+def run_launcher_config() -> dict[str, Any]:
+    """The prewarmed launcher (fast starts, health checks); RUN_LAUNCHER=default for Dagster's."""
+    if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
+        return {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
+    return {"module": "wf_assets.launcher", "class": "PrewarmedRunLauncher"}
+
+
 def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
     """The whole dagster.yaml as a dict."""
     storage = (
@@ -62,8 +69,9 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
                 "dequeue_use_threads": True,
             },
         },
-        # Start and run-time limits; a dead run worker is detected by our own
-        # heartbeat check, since the default launcher offers no health check.
+        "run_launcher": run_launcher_config(),
+        # Start and run-time limits; with the prewarmed launcher, monitoring also
+        # checks each run worker's health and fails runs whose worker died.
         "run_monitoring": {
             "enabled": True,
             "start_timeout_seconds": 180,
