@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
 
+from bridge_api.errors import register_error_handlers
 from bridge_api.workflows import bp as workflows_bp
 
 
@@ -18,11 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.register_blueprint(workflows_bp)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "_")
-        body = {"error": {"code": code, "message": exc.description or exc.name}}
-        return jsonify(body), exc.code or 500
+    register_error_handlers(app)
 
     @app.get("/healthz")
     def healthz():

@@ -1,0 +1,49 @@
+"""API errors: every failure answers `{"error": {"code", "message"}}` with a fitting status."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error the API reports to its caller (never a stack trace)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **extra: object,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict:
+        """The JSON body."""
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """JSON for our errors, for Werkzeug's HTTP errors and for anything unexpected."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return jsonify(exc.body()), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        body = {"error": {"code": code, "message": exc.description or exc.name}}
+        return jsonify(body), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        app.logger.exception("unhandled error")
+        body = {"error": {"code": "internal", "message": "Internal server error"}}
+        return jsonify(body), 500
