@@ -2,26 +2,57 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 
+from bridge_api.auth import auth_config_from_env, init_auth
+from bridge_api.catalog import SpecCatalog
+from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import register_error_handlers
-from bridge_api.workflows import bp as workflows_bp
+from bridge_api.limits import init_limits
+from wf_assets import settings
+
+
+def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
+    """Settings from the environment (API.md's configuration table)."""
+    media = environ.get("MEDIA_DIR") or str(settings.media_dir())
+    return {
+        "DAGSTER_GRAPHQL_URL": environ.get("DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
+        "MEDIA_DIR": media,
+        "UPLOAD_DIR": environ.get("UPLOAD_DIR") or str(Path(media) / "incoming"),
+        "MAX_UPLOAD_MB": float(environ.get("MAX_UPLOAD_MB") or 50),
+        "SPECS_DIR": environ.get("WORKFLOW_SPECS_DIR") or None,
+        "RATELIMIT_EXECUTE": environ.get("RATELIMIT_EXECUTE", "10 per minute"),
+        "RATELIMIT_RETRY": environ.get("RATELIMIT_RETRY", "20 per minute"),
+        "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
+        "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),
+        **auth_config_from_env(environ),
+    }
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the bridge app; `test_config` overrides settings in tests."""
+    from bridge_api import jobs, meta, stream, workflows
+    from wf_assets.build import retry_settings_from_env
+
     app = Flask(__name__)
-    app.config.from_mapping(SPECS_DIR=None)
+    app.config.from_mapping(config_from_env(os.environ))
     if test_config:
         app.config.from_mapping(test_config)
-    app.register_blueprint(workflows_bp)
-
+    max_bytes = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    app.config["MAX_UPLOAD_BYTES"] = max_bytes
+    # Werkzeug refuses a larger body before parsing it; the gate checks the file itself.
+    app.config["MAX_CONTENT_LENGTH"] = max_bytes + 1024 * 1024
+    init_auth(app)
+    init_limits(app)
     register_error_handlers(app)
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok"})
-
+    app.extensions["dagster"] = DagsterGateway(app.config["DAGSTER_GRAPHQL_URL"])
+    app.extensions["specs"] = SpecCatalog(app.config["SPECS_DIR"])
+    app.extensions["retry_settings"] = retry_settings_from_env()
+    for blueprint in (workflows.bp, jobs.bp, stream.bp, meta.bp):
+        app.register_blueprint(blueprint)
     return app

@@ -39,6 +39,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:
+            code = "file_too_large"
         body = {"error": {"code": code, "message": exc.description or exc.name}}
         return jsonify(body), exc.code or 500
 

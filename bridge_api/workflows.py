@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, current_app, jsonify
 
-from wf_assets.specs import WorkflowSpec, load_specs
+from wf_assets.specs import WorkflowSpec
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows")
 
@@ -33,6 +31,5 @@ def workflow_summary(spec: WorkflowSpec) -> dict:
 @bp.get("/list")
 def list_workflows():
     """Every enabled workflow."""
-    directory = current_app.config["SPECS_DIR"]
-    specs = load_specs(Path(directory) if directory else None)
+    specs = current_app.extensions["specs"].all()
     return jsonify({"workflows": [workflow_summary(s) for s in specs.values() if s.enabled]})

@@ -11,7 +11,7 @@ from wf_assets.settings import REPO_ROOT
 
 
 def test_list_has_api_md_fields() -> None:
-    client = create_app().test_client()
+    client = create_app({"AUTH_MODE": "disabled"}).test_client()
     body = client.get("/workflows/list").get_json()
     seed = next(w for w in body["workflows"] if w["id"] == "img-edit-to-video")
     assert seed["steps"][0] == {"name": "upload", "description": "Upload your input image"}
@@ -41,12 +41,12 @@ def test_new_spec_file_appears_and_disabled_is_hidden(tmp_path) -> None:
     off = yaml.safe_load((tmp_path / "style-transfer-video.yaml").read_text())
     off["enabled"] = False
     (tmp_path / "style-transfer-video.yaml").write_text(yaml.safe_dump(off))
-    client = create_app({"SPECS_DIR": str(tmp_path)}).test_client()
+    client = create_app({"SPECS_DIR": str(tmp_path), "AUTH_MODE": "disabled"}).test_client()
     ids = [w["id"] for w in client.get("/workflows/list").get_json()["workflows"]]
     assert ids == ["img-edit-to-video", "quick-edit"]
 
 
 def test_unknown_route_is_json() -> None:
-    response = create_app().test_client().get("/nope")
+    response = create_app({"AUTH_MODE": "disabled"}).test_client().get("/nope")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"

@@ -1,0 +1,117 @@
+"""Shape a job as API.md's execution document, from one GraphQL snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge_api.dagster_gateway import JobSnapshot
+from sensors.retry_rules import RetrySettings, backoff_delay, parse_time
+from wf_assets import tags as t
+from wf_assets.job_state import JobState, RunView, derive_job_state
+from wf_assets.specs import WorkflowSpec
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+def job_state(spec: WorkflowSpec, snapshot: JobSnapshot) -> JobState:
+    """The shared job-state rules over this snapshot."""
+    return derive_job_state(spec, snapshot.runs, set(snapshot.checkpoints), snapshot.cancelled)
+
+
+def next_retry_at(state: JobState, settings: RetrySettings) -> str | None:
+    """When the retry sensor will let the job run again, where that is known in advance."""
+    run = state.latest
+    if state.status != "pending_retry" or run is None:
+        return None
+    error_type = run.tags.get(t.ERROR_TYPE)
+    if run.tags.get(t.RETRY_AT):
+        return run.tags[t.RETRY_AT]
+    failed_at = parse_time(run.tags.get(t.FAILED_AT)) or run.created_at
+    if error_type == "rate_limit":
+        return iso(failed_at + settings.rate_limit_default)
+    if error_type in ("timeout", "server_unavailable"):
+        attempts = state.attempts.get(state.failed_step or "", 1)
+        return iso(failed_at + backoff_delay(run, attempts, settings))
+    return None  # quota: when the breaker's probe succeeds; invalid key: when it is replaced
+
+
+def _failed_entry(spec, state: JobState, snapshot: JobSnapshot, settings) -> dict[str, Any]:
+    run: RunView = state.latest
+    error = state.error or {}
+    step = spec.step(state.failed_step)
+    return {
+        "step_name": step.name,
+        "step_type": step.type,
+        "status": "failed_retryable" if state.status == "pending_retry" else "failed",
+        "error": error.get("message"),
+        "error_type": error.get("error_type"),
+        "retry_count": state.attempts.get(step.name, 1),
+        "last_attempt": run.tags.get(t.FAILED_AT) or iso(snapshot.run_times[run.run_id]["end"]),
+        "started_at": iso(snapshot.run_times[run.run_id]["start"]),
+    }
+
+
+def checkpoints_view(spec, state: JobState, snapshot: JobSnapshot, settings) -> dict:
+    """API.md's `checkpoints`, keyed by step index as a string."""
+    view: dict[str, dict[str, Any]] = {}
+    running = state.status == "running" and state.next_steps
+    for index, step in enumerate(spec.steps):
+        checkpoint = snapshot.checkpoints.get(step.name)
+        entry: dict[str, Any] = {"step_name": step.name, "step_type": step.type}
+        if checkpoint is not None:
+            entry.update(
+                status="completed",
+                output=checkpoint["output"],
+                started_at=checkpoint["started_at"],
+                completed_at=checkpoint["completed_at"],
+            )
+        elif step.name == state.failed_step and state.status in ("failed", "pending_retry"):
+            entry = _failed_entry(spec, state, snapshot, settings)
+        elif running and step.name == state.next_steps[0]:
+            start = snapshot.run_times[state.latest.run_id]["start"]
+            entry.update(status="running", started_at=iso(start))
+        else:
+            entry["status"] = "pending"
+        view[str(index)] = entry
+    return view
+
+
+def execution_view(spec: WorkflowSpec, snapshot: JobSnapshot, settings: RetrySettings) -> dict:
+    """The whole execution document of API.md."""
+    state = job_state(spec, snapshot)
+    latest = state.latest
+    error_info = None
+    if state.status in ("failed", "pending_retry") and state.error:
+        error_info = {
+            "step": spec.step_index(state.failed_step) if state.failed_step else None,
+            "error_type": state.error.get("error_type"),
+            "retryable": state.status == "pending_retry",
+            "message": state.error.get("message"),
+            "next_retry_at": next_retry_at(state, settings),
+        }
+    last = spec.steps[-1].name
+    result = snapshot.checkpoints[last]["output"] if state.status == "completed" else None
+    current = state.next_steps[0] if state.next_steps else last
+    created = min((r.created_at for r in snapshot.runs), default=None)
+    updated = max((times["updated"] or 0 for times in snapshot.run_times.values()), default=None)
+    return {
+        "id": latest.run_id if latest else None,
+        "job_id": snapshot.job_id,
+        "workflow_id": spec.id,
+        "status": state.status,
+        "current_step": spec.step_index(current),
+        "total_steps": len(spec.steps),
+        "checkpoints": checkpoints_view(spec, state, snapshot, settings),
+        "error_info": error_info,
+        "result": result,
+        "can_retry": state.can_retry,
+        "retry_count": state.retry_count,
+        "created_at": iso(created),
+        "updated_at": iso(updated),
+    }

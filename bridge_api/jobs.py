@@ -1,0 +1,189 @@
+"""Execute, inspect, retry, cancel and list jobs (API.md's /workflows/* job routes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request
+
+from bridge_api.auth import current_user, require_user
+from bridge_api.catalog import SpecCatalog
+from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
+from bridge_api.errors import ApiError
+from bridge_api.execution_view import execution_view, job_state
+from bridge_api.limits import execute_limit, limiter, retry_limit, user_key
+from bridge_api.uploads import inspect_upload
+from wf_assets import tags as t
+from wf_assets.cancellation import cancel_description
+from wf_assets.control import JobStateError, check_cancellable, plan_manual_retry
+from wf_assets.job_state import ACTIVE
+from wf_assets.partitions import is_job_id, new_job_id
+from wf_assets.run_config import OptionsError, build_run_config, validate_options
+from wf_assets.specs import WorkflowSpec
+
+bp = Blueprint("jobs", __name__, url_prefix="/workflows")
+
+
+def gateway() -> DagsterGateway:
+    """The app's Dagster gateway."""
+    return current_app.extensions["dagster"]
+
+
+def catalog() -> SpecCatalog:
+    """The app's spec catalog."""
+    return current_app.extensions["specs"]
+
+
+def load_owned_job(job_id: str) -> tuple[WorkflowSpec, JobSnapshot]:
+    """The caller's job; anyone else's, or none, is the same 404."""
+    not_found = ApiError(404, "job_not_found", f"No job {job_id}")
+    if not is_job_id(job_id):
+        raise not_found
+    spec = catalog().get(gateway().workflow_of(job_id))
+    if spec is None:
+        raise not_found
+    snapshot = gateway().snapshot(spec, job_id)
+    if not snapshot.runs or snapshot.owner != current_user():
+        raise not_found
+    return spec, snapshot
+
+
+def _form_options(spec: WorkflowSpec) -> dict:
+    raw = request.form.get("options")
+    if raw is None or raw.strip() == "":
+        return validate_options(spec, None)
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_json", "options must be a JSON string") from None
+    try:
+        return validate_options(spec, options)
+    except OptionsError as exc:
+        raise ApiError(422, "invalid_options", str(exc), field=exc.field) from None
+
+
+def _store_input(job_id: str, data: bytes, fmt: str) -> Path:
+    folder = Path(current_app.config["UPLOAD_DIR"]) / job_id
+    folder.mkdir(parents=True, exist_ok=False)
+    path = folder / f"input.{fmt}"
+    path.write_bytes(data)
+    return path
+
+
+@bp.post("/execute")
+@require_user
+@limiter.limit(execute_limit, key_func=user_key)
+def execute():
+    """Check the request and the file, then add the partition and submit the run."""
+    workflow_id = request.form.get("workflow_id")
+    if not workflow_id:
+        raise ApiError(400, "missing_field", "workflow_id is required")
+    spec = catalog().get(workflow_id)
+    if spec is None or not spec.enabled:
+        raise ApiError(404, "workflow_not_found", f"No workflow {workflow_id!r}")
+    options = _form_options(spec)
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "missing_file", "file is required")
+    checked = inspect_upload(upload.stream, upload.filename, current_app.config["MAX_UPLOAD_BYTES"])
+    if checked.kind != "image":
+        raise ApiError(415, "unsupported_type", f"{spec.name} takes an image, not a {checked.kind}")
+    job_id = new_job_id()
+    path = _store_input(job_id, checked.data, checked.format)
+    try:
+        gateway().add_partition(job_id)
+        try:
+            run_id = gateway().submit(
+                spec.job_name,
+                build_run_config(spec, options, str(path)),
+                t.job_tags(spec.id, job_id, current_user(), "bridge"),
+            )
+        except Exception:
+            gateway().delete_partition(job_id)
+            raise
+    except Exception:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    body = {
+        "job_id": job_id,
+        "execution_id": run_id,
+        "status": "running",
+        "stream_url": f"/jobs/{job_id}/stream",
+    }
+    return jsonify(body), 202
+
+
+@bp.get("/execution/<job_id>")
+@require_user
+def execution(job_id: str):
+    """The job's status, checkpoints, error and result."""
+    spec, snapshot = load_owned_job(job_id)
+    return jsonify(execution_view(spec, snapshot, current_app.extensions["retry_settings"]))
+
+
+@bp.post("/retry/<job_id>")
+@require_user
+@limiter.limit(retry_limit, key_func=user_key)
+def retry(job_id: str):
+    """Resume from the first step without a checkpoint."""
+    spec, snapshot = load_owned_job(job_id)
+    state = job_state(spec, snapshot)
+    try:
+        plan = plan_manual_retry(spec, state, snapshot.run_configs.get(state.latest.run_id))
+    except JobStateError as exc:
+        raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
+    run_id = gateway().submit(
+        plan.job_name,
+        plan.run_config,
+        plan.tags,
+        asset_selection=[[spec.id, step] for step in plan.steps],
+    )
+    body = {
+        "message": "Workflow retry started",
+        "execution_id": run_id,
+        "resume_from_step": plan.resume_from_step,
+    }
+    return jsonify(body), 202
+
+
+@bp.post("/cancel/<job_id>")
+@require_user
+def cancel(job_id: str):
+    """Stop a pending, running or pending_retry job; nothing retries it afterwards."""
+    spec, snapshot = load_owned_job(job_id)
+    state = job_state(spec, snapshot)
+    try:
+        check_cancellable(state)
+    except JobStateError as exc:
+        raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
+    gateway().mark_cancelled(spec, job_id, cancel_description(current_user()))
+    for run in snapshot.runs:
+        if run.status in ACTIVE:
+            gateway().terminate(run.run_id)
+    return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
+
+
+@bp.get("/jobs")
+@require_user
+def list_jobs():
+    """The caller's jobs, newest first, a page at a time."""
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError:
+        raise ApiError(400, "invalid_limit", "limit must be a whole number") from None
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "invalid_limit", "limit must be between 1 and 100")
+    cursor = request.args.get("cursor") or None
+    pairs, next_cursor = gateway().job_ids_for_user(current_user(), limit, cursor)
+    settings = current_app.extensions["retry_settings"]
+    jobs = []
+    for job_id, workflow_id in pairs:
+        spec = catalog().get(workflow_id)
+        if spec is None or job_id is None:
+            continue
+        summary = execution_view(spec, gateway().snapshot(spec, job_id), settings)
+        summary.pop("checkpoints")
+        jobs.append(summary)
+    return jsonify({"jobs": jobs, "next_cursor": next_cursor})
