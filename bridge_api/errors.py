@@ -41,6 +41,8 @@ def register_error_handlers(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         if exc.code == 413:
             code = "file_too_large"
+        if exc.code == 429:
+            code = "rate_limited"  # Flask-Limiter adds Retry-After to this response
         body = {"error": {"code": code, "message": exc.description or exc.name}}
         return jsonify(body), exc.code or 500
 

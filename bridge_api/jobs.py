@@ -64,6 +64,11 @@ def _form_options(spec: WorkflowSpec) -> dict:
         raise ApiError(422, "invalid_options", str(exc), field=exc.field) from None
 
 
+def _hostile_name(name: str) -> bool:
+    """A name with a path, a parent reference or control characters is refused outright."""
+    return any(c in name for c in "/\\\0") or ".." in name or any(ord(c) < 32 for c in name)
+
+
 def _store_input(job_id: str, data: bytes, fmt: str) -> Path:
     folder = Path(current_app.config["UPLOAD_DIR"]) / job_id
     folder.mkdir(parents=True, exist_ok=False)
@@ -87,6 +92,8 @@ def execute():
     upload = request.files.get("file")
     if upload is None:
         raise ApiError(400, "missing_file", "file is required")
+    if _hostile_name(upload.filename or ""):
+        raise ApiError(400, "invalid_filename", "the file name must not contain a path")
     checked = inspect_upload(upload.stream, upload.filename, current_app.config["MAX_UPLOAD_BYTES"])
     if checked.kind != "image":
         raise ApiError(415, "unsupported_type", f"{spec.name} takes an image, not a {checked.kind}")

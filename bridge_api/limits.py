@@ -6,11 +6,8 @@ shared store such as `redis://127.0.0.1:6379/0`.
 
 from __future__ import annotations
 
-import math
-import time
-
-from flask import Flask, g, jsonify, request
-from flask_limiter import Limiter, RequestLimit
+from flask import Flask, g, request
+from flask_limiter import Limiter
 
 limiter = Limiter(key_func=lambda: request.remote_addr or "unknown")
 
@@ -34,23 +31,8 @@ def retry_limit() -> str:
     return current_app.config["RATELIMIT_RETRY"]
 
 
-def _breach(limit: RequestLimit):
-    wait = max(1, math.ceil(limit.reset_at - time.time()))
-    body = {
-        "error": {
-            "code": "rate_limited",
-            "message": f"Too many requests: {limit.limit}. Try again in {wait} s.",
-        }
-    }
-    response = jsonify(body)
-    response.status_code = 429
-    response.headers["Retry-After"] = str(wait)
-    return response
-
-
 def init_limits(app: Flask) -> None:
     """Attach the limiter with the app's storage and JSON breach answers."""
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    app.config["RATELIMIT_ON_BREACH_CALLBACK"] = _breach
     limiter.init_app(app)
