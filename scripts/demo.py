@@ -1,4 +1,4 @@
-"""`make demo`: start Dagster locally, run one img-edit-to-video job, keep the UI up.
+"""`make demo`: start Dagster and the bridge locally, run one job through the API.
 
 Run: `.venv/bin/python scripts/demo.py [--exit] [--port 3000] [--source samples/sample.jpg]`.
 """
@@ -6,23 +6,22 @@ Run: `.venv/bin/python scripts/demo.py [--exit] [--port 3000] [--source samples/
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
+import httpx
 
 from wf_assets import settings
-from wf_assets.factory import asset_key_for
-from wf_assets.partitions import new_job_id
 from wf_assets.specs import WorkflowSpec, load_specs
-from wf_assets.stack import TERMINAL_STATUSES, DagsterStack, free_port, port_is_free
-from wf_assets.tags import ERROR_TYPE, FAILED_STEP
+from wf_assets.stack import DagsterStack, free_port, port_is_free
 
 DEFAULT_PORT = 3000
-POLL_SECONDS = 0.25
 
 
 class Stopped(Exception):
@@ -33,78 +32,123 @@ def _raise_stopped(signum: int, _frame: Any) -> None:
     raise Stopped(signal.Signals(signum).name)
 
 
-def checkpoint_of(
-    stack: DagsterStack, spec: WorkflowSpec, step: str, job_id: str
-) -> dict[str, Any] | None:
-    """The checkpoint a step materialized for `job_id`, or None if not yet."""
-    records = stack.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key_for(spec, step), asset_partitions=[job_id]),
-        limit=1,
-    ).records
-    if not records:
-        return None
-    return records[0].asset_materialization.metadata["checkpoint"].value
+class BridgeServer:
+    """The bridge under gunicorn (threads: an SSE client holds one), for the demo."""
+
+    def __init__(self, graphql_url: str, port: int, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DAGSTER_GRAPHQL_URL": graphql_url,
+            "AUTH_MODE": "disabled",
+            "MEDIA_DIR": str(settings.media_dir()),
+            "STREAM_POLL_SECONDS": "0.25",
+        }
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        argv = [
+            str(gunicorn),
+            "-k",
+            "gthread",
+            "--threads",
+            "8",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "bridge_api.wsgi:app",
+        ]
+        self._log = open(log, "ab")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=settings.REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /healthz answers 200."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("demo: the bridge exited; see its log")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise SystemExit("demo: the bridge did not become healthy")
+
+    def stop(self) -> None:
+        """Stop gunicorn (its whole process group)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
 
 
-def follow_run(
-    stack: DagsterStack, spec: WorkflowSpec, job_id: str, run_id: str, timeout: float = 600
-) -> dict[str, dict[str, Any]]:
-    """Print status changes and each step as it materializes; the checkpoints by step."""
-    began, status, done = time.time(), None, {}
-
-    def show(message: str) -> None:
-        print(f"  {time.time() - began:5.1f}s  {message}")
-
-    while True:
-        run = stack.instance.get_run_by_id(run_id)
-        current = run.status if run is not None else None
-        # A terminal status is printed after the steps it ends, the others before.
-        if current != status and current not in TERMINAL_STATUSES:
-            status = current
-            show(f"run {current.value}")
-        for index, step in enumerate(spec.steps, start=1):
-            if step.name not in done:
-                checkpoint = checkpoint_of(stack, spec, step.name, job_id)
-                if checkpoint is not None:
-                    done[step.name] = checkpoint
-                    show(f"step {index}/{len(spec.steps)} {step.name} materialized")
-        if current != status:
-            status = current
-            show(f"run {current.value}")
-        if status in TERMINAL_STATUSES:
-            return done
-        if time.time() - began > timeout:
-            raise SystemExit(f"demo: run {run_id} still {status} after {timeout:.0f}s")
-        time.sleep(POLL_SECONDS)
+def follow_stream(bridge: BridgeServer, job_id: str, timeout: float = 600) -> dict | None:
+    """Print the job's SSE events as they come; the `complete` result, or None."""
+    began = time.time()
+    with httpx.stream("GET", f"{bridge.url}/jobs/{job_id}/stream", timeout=timeout) as response:
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: ") and event:
+                data = json.loads(line[len("data: ") :])
+                print(f"  {time.time() - began:5.1f}s  {event:10} {_describe(event, data)}")
+                if event == "complete":
+                    return data["result"]
+                if event == "error" and not data.get("retryable"):
+                    return None
+    return None
 
 
-def media_file(checkpoint: dict[str, Any]) -> Path:
-    """The local file a step's output was stored as, under MEDIA_DIR."""
-    output = checkpoint["output"]
-    return settings.media_dir() / f"{output['public_id']}.{output['format']}"
+def _describe(event: str, data: dict) -> str:
+    if event == "progress":
+        return f"{data['step_name']} {data['progress']}% {data['message']}"
+    if event == "checkpoint":
+        return f"step {data['step']} completed"
+    if event == "error":
+        retry = f", retry at {data.get('next_retry_at')}" if data.get("retryable") else ""
+        return f"{data['error_type']}: {data['error']}{retry}"
+    return "job completed"
 
 
-def run_demo(stack: DagsterStack, spec: WorkflowSpec, source: Path) -> bool:
-    """Launch one job, follow it and print where everything is; whether it succeeded."""
-    job_id = new_job_id()
-    run_id = stack.launch_job(spec, job_id, source, launched_by="demo")
-    run_url = f"{stack.ui_url}/runs/{run_id}"
-    print(f"launched {spec.id} job {job_id} (run {run_id})")
-    checkpoints = follow_run(stack, spec, job_id, run_id)
-    run = stack.instance.get_run_by_id(run_id)
-    if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
-        tags = run.tags if run else {}
+def run_demo(stack: DagsterStack, bridge: BridgeServer, spec: WorkflowSpec, source: Path) -> bool:
+    """Submit one job through the bridge, follow its stream, print where everything is."""
+    with open(source, "rb") as image:
+        response = httpx.post(
+            f"{bridge.url}/workflows/execute",
+            timeout=60,
+            data={"workflow_id": spec.id},
+            files={"file": (source.name, image)},
+        )
+    if response.status_code != 202:
+        print(f"demo: execute answered {response.status_code}: {response.text}", file=sys.stderr)
+        return False
+    job = response.json()
+    print(f"POST /workflows/execute -> job {job['job_id']} (run {job['execution_id']})")
+    result = follow_stream(bridge, job["job_id"])
+    run_url = f"{stack.ui_url}/runs/{job['execution_id']}"
+    if result is None:
         print(
-            f"\ndemo: run {run_id} ended {run.status.value if run else 'missing'}: "
-            f"{tags.get(ERROR_TYPE, 'unknown error')} in step {tags.get(FAILED_STEP, '?')}\n"
-            f"  see {run_url} and the logs in {stack.home}",
+            f"\ndemo: the job failed; see {bridge.url}/workflows/execution/{job['job_id']} "
+            f"and {run_url}",
             file=sys.stderr,
         )
         return False
-    last = spec.steps[-1].name
-    print(f"\nvideo:   {media_file(checkpoints[last])}")
-    print(f"job id:  {job_id}")
-    print(f"run id:  {run_id}")
+    video = settings.media_dir() / f"{result['public_id']}.{result['format']}"
+    print(f"\nvideo:   {video}")
+    print(f"         {bridge.url}{result['video_url']}")
+    print(f"job:     {bridge.url}/workflows/execution/{job['job_id']}")
     print(f"Dagster: {run_url}")
     return True
 
@@ -119,6 +163,7 @@ def main() -> int:
         default=DEFAULT_PORT,
         help=f"webserver port, if free (default {DEFAULT_PORT})",
     )
+    parser.add_argument("--bridge-port", type=int, default=5000, help="bridge port, if free")
     parser.add_argument("--source", type=Path, default=settings.REPO_ROOT / "samples/sample.jpg")
     parser.add_argument("--workflow", default="img-edit-to-video")
     args = parser.parse_args()
@@ -131,16 +176,21 @@ def main() -> int:
     home = settings.dagster_home()
     env = {"DAGSTER_HOME": str(home), "MEDIA_DIR": str(settings.media_dir())}
     stack = DagsterStack(home, env=env, port=port)
+    bridge = None
     try:
         print(f"starting dagster-webserver and dagster-daemon on {home} ...")
         stack.start()
         print(f"Dagster UI at {stack.ui_url} (logs in {home}/webserver.log, daemon.log)")
-        if not run_demo(stack, spec, args.source):
+        bridge_port = args.bridge_port if port_is_free(args.bridge_port) else free_port()
+        bridge = BridgeServer(stack.graphql_url, bridge_port, home / "bridge.log")
+        bridge.wait_ready()
+        print(f"bridge API at {bridge.url} (AUTH_MODE=disabled: every request is local-dev)")
+        if not run_demo(stack, bridge, spec, args.source):
             return 1
         if args.exit:
             return 0
-        print("\nDagster keeps running: press Ctrl-C to stop")
-        while all(proc.poll() is None for proc in stack.procs.values()):
+        print("\nDagster and the bridge keep running: press Ctrl-C to stop")
+        while bridge.proc.poll() is None and all(p.poll() is None for p in stack.procs.values()):
             time.sleep(1)
         print("demo: a Dagster process exited; see the logs above", file=sys.stderr)
         return 1
@@ -151,6 +201,8 @@ def main() -> int:
         # Stopping takes a few seconds; a second Ctrl-C must not skip it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if bridge is not None:
+            bridge.stop()
         stack.stop()
 
 
