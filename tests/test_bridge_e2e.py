@@ -11,10 +11,12 @@ import pytest
 from bridge_api import create_app
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.supabase_auth import FakeSupabaseAuth
+from tests.test_uploads import image_bytes, png_declaring
 from wf_assets.partitions import JOBS_PARTITIONS_NAME
 from wf_assets.stack import DagsterStack
 
 OTHER_USER = "0b6f4f8e-1111-4222-8333-944455556666"
+SAMPLE_PNG = image_bytes("PNG", (64, 48))
 
 
 @pytest.fixture(scope="module")
@@ -277,20 +279,37 @@ def test_jobs_list_is_the_callers_newest_first(env) -> None:
     assert "checkpoints" not in second["jobs"][0]
 
 
-def test_rejected_upload_leaves_nothing_behind(env) -> None:
+UPLOAD_MATRIX = {
+    "empty": (b"", "a.png", 400),
+    "truncated-png": (SAMPLE_PNG[:80], "a.png", 400),
+    "bomb": (png_declaring(20000, 20000), "bomb.png", 413),
+    "exe-as-jpg": (b"MZ\x90\x00" + b"\x00" * 200, "photo.jpg", 415),
+    "over-limit": (b"\xff\xd8\xff" + b"\x00" * (2 * 1024 * 1024), "big.jpg", 413),
+    "hostile-name": (SAMPLE_PNG, "../../x", 400),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UPLOAD_MATRIX))
+def test_rejected_upload_leaves_nothing_behind(env, case) -> None:
+    data, name, status = UPLOAD_MATRIX[case]
     stack, root = env["stack"], env["root"]
     partitions = set(stack.instance.get_dynamic_partitions(JOBS_PARTITIONS_NAME))
     runs = len(stack.instance.get_runs())
     incoming = root / "media" / "incoming"
     files = set(incoming.rglob("*")) if incoming.exists() else set()
-    bad = {
-        "workflow_id": "img-edit-to-video",
-        "file": (io.BytesIO(b"MZ\x90\x00" + b"\x00" * 200), "../../x.jpg"),
-    }
-    response = env["client"].post(
-        "/workflows/execute", data=bad, headers=_headers(env), content_type="multipart/form-data"
-    )
-    assert response.status_code == 415
+    bad = {"workflow_id": "img-edit-to-video", "file": (io.BytesIO(data), name)}
+    env["app"].config["MAX_UPLOAD_BYTES"] = 1024 * 1024
+    try:
+        response = env["client"].post(
+            "/workflows/execute",
+            data=bad,
+            headers=_headers(env),
+            content_type="multipart/form-data",
+        )
+    finally:
+        env["app"].config["MAX_UPLOAD_BYTES"] = 50 * 1024 * 1024
+    assert response.status_code == status, response.json
+    assert response.json["error"]["message"]
     assert set(stack.instance.get_dynamic_partitions(JOBS_PARTITIONS_NAME)) == partitions
     assert len(stack.instance.get_runs()) == runs
     assert (set(incoming.rglob("*")) if incoming.exists() else set()) == files
