@@ -225,3 +225,50 @@ def test_media_is_served_and_cannot_escape(app, tmp_path) -> None:
 def test_malformed_job_id_is_404(app, auth) -> None:
     response = app.test_client().get("/workflows/execution/..%2f..%2fetc", headers=_bearer(auth))
     assert response.status_code == 404
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+def test_limits_are_shared_through_redis(tmp_path, auth) -> None:
+    """Two bridge processes share one Redis: the second sees the first one's count."""
+    import subprocess
+    import sys
+    import uuid
+
+    prefix = f"bridge-test-{uuid.uuid4().hex[:8]}"
+    uri = "redis://127.0.0.1:6379/0"
+    config = {
+        "DAGSTER_GRAPHQL_URL": f"http://127.0.0.1:{_closed_port()}/graphql",
+        "MEDIA_DIR": str(tmp_path),
+        "AUTH_MODE": "supabase",
+        "SUPABASE_JWT_SECRET": LEGACY_SECRET,
+        "RATELIMIT_EXECUTE": "2 per minute",
+        "RATELIMIT_STORAGE_URI": uri,
+        "RATELIMIT_KEY_PREFIX": prefix,
+    }
+    token = auth.legacy_token()
+    script = (
+        "import io, json, sys\n"
+        "from bridge_api import create_app\n"
+        "app = create_app(json.loads(sys.argv[1]))\n"
+        "r = app.test_client().post('/workflows/execute', data={'workflow_id': 'nope'},"
+        " headers={'Authorization': 'Bearer ' + sys.argv[2]})\n"
+        "print(r.status_code)\n"
+    )
+    codes = []
+    for _ in range(3):  # three separate processes, one request each
+        out = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(config), token],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        codes.append(int(out.stdout.strip().splitlines()[-1]))
+    assert codes == [404, 404, 429]
