@@ -66,23 +66,42 @@ def bench(tmp_path: Path) -> Workbench:
     return Workbench(tmp_path)
 
 
-def _create_database(name: str) -> None:
+def run_job(
+    spec: WorkflowSpec,
+    instance: dg.DagsterInstance,
+    resources: dict,
+    job_id: str | None = None,
+    options: dict | None = None,
+    source: Path = SAMPLE_IMAGE,
+    **kwargs,
+) -> dg.ExecuteInProcessResult:
+    """Add a job's partition and materialize its whole workflow in process."""
+    from wf_assets.factory import build_workflow_assets
+    from wf_assets.partitions import new_job_id
+    from wf_assets.resume import ensure_partition
+    from wf_assets.run_config import build_run_config
+
+    job_id = job_id or new_job_id()
+    ensure_partition(instance, job_id)
+    return dg.materialize(
+        build_workflow_assets(spec),
+        instance=instance,
+        partition_key=job_id,
+        resources=resources,
+        run_config=build_run_config(spec, options, str(source)),
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def _server_sql(statement: str) -> None:
+    """One statement on the server's maintenance connection (CREATE/DROP DATABASE)."""
     import psycopg2
 
     conn = psycopg2.connect(PG_SERVER_URL)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-
-def _drop_database(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(PG_SERVER_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(statement)
     conn.close()
 
 
@@ -90,12 +109,12 @@ def _drop_database(name: str) -> None:
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the local server, dropped afterwards."""
     name = f"wf_test_{uuid.uuid4().hex[:12]}"
-    _create_database(name)
+    _server_sql(f'CREATE DATABASE "{name}"')
     base = PG_SERVER_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        _drop_database(name)
+        _server_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

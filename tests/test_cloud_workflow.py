@@ -6,14 +6,11 @@ import dagster as dg
 
 from resources.cloudinary_storage import CloudinaryMediaStorage
 from resources.replicate_provider import ReplicateModelProvider
-from tests.conftest import SAMPLE_IMAGE
+from tests.conftest import run_job
 from tests.fakes.cloudinary_server import FakeCloudinary
 from tests.fakes.replicate_fixtures import fake  # noqa: F401  (the fake Replicate fixture)
 from wf_assets.build import build_resources
-from wf_assets.factory import build_workflow_assets
 from wf_assets.partitions import new_job_id
-from wf_assets.resume import ensure_partition
-from wf_assets.run_config import build_run_config
 
 
 def test_seed_workflow_on_replicate_and_cloudinary(fake, specs, tmp_path, monkeypatch) -> None:  # noqa: F811
@@ -27,14 +24,7 @@ def test_seed_workflow_on_replicate_and_cloudinary(fake, specs, tmp_path, monkey
         spec = specs["img-edit-to-video"]
         job_id = new_job_id()
         with dg.instance_for_test() as instance:
-            ensure_partition(instance, job_id)
-            result = dg.materialize(
-                build_workflow_assets(spec),
-                instance=instance,
-                partition_key=job_id,
-                resources=resources,
-                run_config=build_run_config(spec, None, str(SAMPLE_IMAGE)),
-            )
+            result = run_job(spec, instance, resources, job_id)
             assert result.success
             outputs = {
                 e.asset_key.path[1]: e.materialization.metadata["checkpoint"].value["output"]

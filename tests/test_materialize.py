@@ -8,24 +8,13 @@ import dagster as dg
 import imageio_ffmpeg
 from PIL import Image
 
-from tests.conftest import SAMPLE_IMAGE
-from wf_assets.factory import build_workflow_assets
+from tests.conftest import run_job
 from wf_assets.partitions import new_job_id
-from wf_assets.resume import completed_steps, ensure_partition
-from wf_assets.run_config import build_run_config
+from wf_assets.resume import completed_steps
 
 
 def _run(spec, bench, instance, job_id, options=None):
-    ensure_partition(instance, job_id)
-    return dg.materialize(
-        build_workflow_assets(spec),
-        instance=instance,
-        partition_key=job_id,
-        resources=bench.resources(),
-        run_config=build_run_config(spec, options, str(SAMPLE_IMAGE)),
-        tags={"wf/job_id": job_id},
-        raise_on_error=False,
-    )
+    return run_job(spec, instance, bench.resources(), job_id, options, tags={"wf/job_id": job_id})
 
 
 def test_seed_workflow_makes_a_real_mp4(specs, bench) -> None:
@@ -108,15 +97,7 @@ def test_bad_input_file_is_a_permanent_failure(specs, bench, tmp_path) -> None:
     junk.write_bytes(b"MZ\x90\x00 this is an executable")
     job_id = new_job_id()
     with dg.instance_for_test() as instance:
-        ensure_partition(instance, job_id)
-        result = dg.materialize(
-            build_workflow_assets(spec),
-            instance=instance,
-            partition_key=job_id,
-            resources=bench.resources(),
-            raise_on_error=False,
-            run_config=build_run_config(spec, None, str(junk)),
-        )
+        result = run_job(spec, instance, bench.resources(), job_id, source=junk)
         assert not result.success
         run = instance.get_run_by_id(result.run_id)
         assert run.tags["wf/error_type"] == "invalid_input"

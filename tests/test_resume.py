@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from tests.conftest import SAMPLE_IMAGE
+from tests.conftest import SAMPLE_IMAGE, run_job
 from wf_assets.factory import asset_key_for, build_workflow_assets
 from wf_assets.partitions import new_job_id
 from wf_assets.resume import completed_steps, ensure_partition, first_step_to_run, steps_to_run
@@ -88,17 +88,8 @@ def test_resume_runs_only_the_failed_step(specs, bench, instance) -> None:
 
 def test_unknown_exception_is_recorded_as_internal(specs, bench, instance) -> None:
     spec = specs["img-edit-to-video"]
-    job_id = new_job_id()
-    ensure_partition(instance, job_id)
     bench.fault_file.write_text("{not json")
-    result = dg.materialize(
-        build_workflow_assets(spec),
-        instance=instance,
-        partition_key=job_id,
-        resources=bench.resources(),
-        raise_on_error=False,
-        run_config=build_run_config(spec, None, str(SAMPLE_IMAGE)),
-    )
+    result = run_job(spec, instance, bench.resources())
     assert not result.success
     failure = _failure_metadata(instance, result.run_id)
     assert failure["error_type"] == "internal" and failure["retryable"] is False
