@@ -39,7 +39,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from bridge_api import jobs, meta, stream, workflows
     from wf_assets.build import retry_settings_from_env
 
-    app = Flask(__name__)
+    # No static folder: Flask would add an undocumented /static/ route; media has its own.
+    app = Flask(__name__, static_folder=None)
     app.config.from_mapping(config_from_env(os.environ))
     if test_config:
         app.config.from_mapping(test_config)

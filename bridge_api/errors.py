@@ -44,7 +44,9 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 429:
             code = "rate_limited"  # Flask-Limiter adds Retry-After to this response
         body = {"error": {"code": code, "message": exc.description or exc.name}}
-        return jsonify(body), exc.code or 500
+        # Keep the error's own headers (a 405's `Allow`), not its HTML content type.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return jsonify(body), exc.code or 500, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

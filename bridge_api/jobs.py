@@ -56,7 +56,7 @@ def _form_options(spec: WorkflowSpec) -> dict:
         return validate_options(spec, None)
     try:
         options = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON exhausts the parser's stack
         raise ApiError(400, "invalid_json", "options must be a JSON string") from None
     try:
         return validate_options(spec, options)
