@@ -29,6 +29,7 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
         "RATELIMIT_RETRY": environ.get("RATELIMIT_RETRY", "20 per minute"),
         "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
+        "STREAM_ACTIVE_POLL_SECONDS": float(environ.get("STREAM_ACTIVE_POLL_SECONDS") or 0.25),
         "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),
         **auth_config_from_env(environ),
     }

@@ -7,6 +7,7 @@ so it can run as its own service beside dagster-webserver.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,6 @@ from wf_assets.specs import WorkflowSpec
 LOCATION = "workflows"
 REPOSITORY = "__repository__"
 JOBS_PARTITIONS = "jobs"
-WORKFLOW_CACHE_SIZE = 10_000
 RUN_FIELDS = "runId status creationTime updateTime startTime endTime tags { key value }"
 
 
@@ -56,7 +56,6 @@ class DagsterGateway:
         self.graphql_url = graphql_url
         self.timeout = timeout
         self._http = httpx.Client(timeout=timeout)
-        self._workflows: dict[str, str] = {}
 
     def query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run one GraphQL document; an unreachable or failing Dagster is a 503."""
@@ -162,23 +161,15 @@ class DagsterGateway:
         next_cursor = page[-1]["runId"] if len(runs) > limit else None
         return [(_tag(r, t.JOB_ID), _tag(r, t.WORKFLOW)) for r in page], next_cursor
 
-    def workflow_of(self, job_id: str) -> str | None:
-        """The workflow a job runs (cached: it never changes)."""
-        if job_id in self._workflows:
-            return self._workflows[job_id]
-        data = self.query(JOB_RUNS, {"tags": [{"key": t.JOB_ID, "value": job_id}]})
-        runs = _runs(data["runsOrError"])
-        workflow = _tag(runs[-1], t.WORKFLOW) if runs else None
-        if workflow:
-            if len(self._workflows) >= WORKFLOW_CACHE_SIZE:
-                self._workflows.pop(next(iter(self._workflows)))
-            self._workflows[job_id] = workflow
-        return workflow
+    def snapshot(self, job_id: str, specs: Mapping[str, WorkflowSpec]) -> JobSnapshot:
+        """The job's runs with their checkpoints, in one round trip.
 
-    def snapshot(self, spec: WorkflowSpec, job_id: str) -> JobSnapshot:
-        """One round trip: the job's runs and every step's latest checkpoint."""
-        data = self.query(_snapshot_document(spec), {"job": job_id})
-        runs, times, configs = [], {}, {}
+        Checkpoints are read from each run's materializations, which needs no asset
+        lookup; the cancel mark is read (a second request) only for a job whose latest
+        run failed, the one case where it decides the status.
+        """
+        data = self.query(JOB_SNAPSHOT, {"tags": [{"key": t.JOB_ID, "value": job_id}]})
+        runs, times, configs, found = [], {}, {}, []
         for raw in _runs(data["runsOrError"]):
             tags = {tag["key"]: tag["value"] for tag in raw["tags"]}
             runs.append(RunView(raw["runId"], raw["status"], tags, raw["creationTime"]))
@@ -189,16 +180,32 @@ class DagsterGateway:
             }
             if raw.get("runConfigYaml"):
                 configs[raw["runId"]] = yaml.safe_load(raw["runConfigYaml"]) or {}
-        checkpoints, cancelled = {}, False
-        for index, step in enumerate(spec.steps):
-            asset = data.get(f"s{index}") or {}
-            for event in asset.get("assetMaterializations") or []:
-                checkpoint = _checkpoint_of(event)
-                if checkpoint is not None:
-                    checkpoints[step.name] = checkpoint
-            for observation in asset.get("assetObservations") or []:
-                cancelled = cancelled or "(wf/cancelled)" in (observation["description"] or "")
-        return JobSnapshot(job_id, runs, checkpoints, cancelled, times, configs)
+            for event in raw.get("assetMaterializations") or []:
+                if event.get("partition") == job_id:
+                    found.append(event)
+        snapshot = JobSnapshot(job_id, runs, {}, False, times, configs)
+        spec = specs.get(snapshot.workflow_id or "")
+        if spec is None:
+            return snapshot
+        steps = {(spec.id, step.name): step.name for step in spec.steps}
+        for event in sorted(found, key=lambda e: float(e["timestamp"])):
+            step = steps.get(tuple(event["assetKey"]["path"]))
+            checkpoint = _checkpoint_of(event)
+            if step and checkpoint is not None:
+                snapshot.checkpoints[step] = checkpoint
+        latest = max(runs, key=lambda r: r.created_at)
+        if latest.status == "FAILURE":
+            snapshot.cancelled = self.is_cancelled(spec, job_id)
+        return snapshot
+
+    def is_cancelled(self, spec: WorkflowSpec, job_id: str) -> bool:
+        """Whether the job carries the cancel mark (an observation on its first step)."""
+        data = self.query(CANCEL_MARK, {"path": [spec.id, spec.steps[0].name], "job": job_id})
+        asset = data.get("assetOrError") or {}
+        return any(
+            "(wf/cancelled)" in (o.get("description") or "")
+            for o in asset.get("assetObservations") or []
+        )
 
     def progress(self, run_id: str, after: str | None) -> tuple[list[dict], str | None]:
         """Step starts and `progress N% ...` log lines of a run since cursor `after`."""
@@ -230,27 +237,6 @@ def _checkpoint_of(event: dict) -> dict | None:
     return None
 
 
-def _snapshot_document(spec: WorkflowSpec) -> str:
-    assets = "\n".join(
-        f"""s{i}: assetOrError(assetKey: {{path: {json.dumps([spec.id, step.name])}}}) {{
-          ... on Asset {{
-            assetMaterializations(partitions: [$job], limit: 1) {{
-              runId timestamp metadataEntries {{ label ... on JsonMetadataEntry {{ jsonString }} }}
-            }}
-            {"assetObservations(partitions: [$job], limit: 5) { description }" if i == 0 else ""}
-          }}
-        }}"""
-        for i, step in enumerate(spec.steps)
-    )
-    return f"""query Job($job: String!) {{
-      runsOrError(filter: {{tags: [{{key: "{t.JOB_ID}", value: $job}}]}}) {{
-        __typename ... on Runs {{ results {{ {RUN_FIELDS} runConfigYaml }} }}
-        ... on PythonError {{ message }}
-      }}
-      {assets}
-    }}"""
-
-
 ADD_PARTITION = """
 mutation Add($selector: RepositorySelector!, $name: String!, $key: String!) {
   addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
@@ -275,10 +261,23 @@ query Jobs($tags: [ExecutionTag!], $limit: Int, $cursor: String) {{
     __typename ... on Runs {{ results {{ {RUN_FIELDS} }} }} ... on PythonError {{ message }}
   }}
 }}"""
-JOB_RUNS = """
-query JobRuns($tags: [ExecutionTag!]) {
-  runsOrError(filter: {tags: $tags}, limit: 1) {
-    __typename ... on Runs { results { runId tags { key value } } } ... on PythonError { message }
+JOB_SNAPSHOT = f"""
+query Job($tags: [ExecutionTag!]) {{
+  runsOrError(filter: {{tags: $tags}}) {{
+    __typename ... on PythonError {{ message }}
+    ... on Runs {{ results {{
+      {RUN_FIELDS} runConfigYaml
+      assetMaterializations {{
+        assetKey {{ path }} partition timestamp
+        metadataEntries {{ label ... on JsonMetadataEntry {{ jsonString }} }}
+      }}
+    }} }}
+  }}
+}}"""
+CANCEL_MARK = """
+query Mark($path: [String!]!, $job: String!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetObservations(partitions: [$job], limit: 5) { description } }
   }
 }"""
 RUN_LOGS = """

@@ -41,11 +41,9 @@ def load_owned_job(job_id: str) -> tuple[WorkflowSpec, JobSnapshot]:
     not_found = ApiError(404, "job_not_found", f"No job {job_id}")
     if not is_job_id(job_id):
         raise not_found
-    spec = catalog().get(gateway().workflow_of(job_id))
-    if spec is None:
-        raise not_found
-    snapshot = gateway().snapshot(spec, job_id)
-    if not snapshot.runs or snapshot.owner != current_user():
+    snapshot = gateway().snapshot(job_id, catalog().all())
+    spec = catalog().get(snapshot.workflow_id)
+    if spec is None or not snapshot.runs or snapshot.owner != current_user():
         raise not_found
     return spec, snapshot
 
@@ -190,7 +188,7 @@ def list_jobs():
         spec = catalog().get(workflow_id)
         if spec is None or job_id is None:
             continue
-        summary = execution_view(spec, gateway().snapshot(spec, job_id), settings)
+        summary = execution_view(spec, gateway().snapshot(job_id, catalog().all()), settings)
         summary.pop("checkpoints")
         jobs.append(summary)
     return jsonify({"jobs": jobs, "next_cursor": next_cursor})

@@ -21,6 +21,7 @@ from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.execution_view import job_state, next_retry_at
 from bridge_api.jobs import load_owned_job
 from wf_assets import tags as t
+from wf_assets.job_state import ACTIVE
 from wf_assets.specs import WorkflowSpec
 
 bp = Blueprint("stream", __name__)
@@ -155,12 +156,14 @@ def event_stream(spec, job_id: str, after: Key | None, app) -> Iterator[str]:
     """Yield events past `after` until the job ends; a heartbeat comment when quiet."""
     gateway: DagsterGateway = app.extensions["dagster"]
     settings = app.extensions["retry_settings"]
-    poll, heartbeat = app.config["STREAM_POLL_SECONDS"], app.config["STREAM_HEARTBEAT_SECONDS"]
+    idle_poll = app.config["STREAM_POLL_SECONDS"]
+    active_poll = min(idle_poll, app.config["STREAM_ACTIVE_POLL_SECONDS"])
+    heartbeat = app.config["STREAM_HEARTBEAT_SECONDS"]
     events = JobEvents(gateway, spec)
     last_write = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
-        snapshot = gateway.snapshot(spec, job_id)
+        snapshot = gateway.snapshot(job_id, {spec.id: spec})
         collected, end = events.collect(snapshot, settings)
         for key, name, data in collected:
             if after is None or key > after:
@@ -171,7 +174,9 @@ def event_stream(spec, job_id: str, after: Key | None, app) -> Iterator[str]:
         if time.monotonic() - last_write >= heartbeat:
             yield ": heartbeat\n\n"
             last_write = time.monotonic()
-        time.sleep(poll)
+        # Poll fast while a run is queued or running, slowly while a retry waits.
+        active = any(run.status in ACTIVE for run in snapshot.runs)
+        time.sleep(active_poll if active else idle_poll)
 
 
 @bp.get("/jobs/<job_id>/stream")
