@@ -48,6 +48,8 @@ def sniff_image(data: bytes) -> tuple[str, int, int]:
             image.load()
     except HardError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise HardError("file_too_large", f"image refused as a decompression bomb: {exc}") from None
     except Exception as exc:
         raise HardError("invalid_input", f"the input is not a decodable image: {exc}") from None
     return fmt, width, height
