@@ -15,7 +15,6 @@ from pydantic import Field
 from resources.media_storage import MediaStorage
 from resources.model_provider import GeneratedMedia, GenerationRequest, ModelProvider, ProgressFn
 from wf_assets.errors import RETRYABLE_TYPES, HardError, RetryableError
-from wf_assets.models import MODELS
 
 VIDEO_SECONDS = 2.0
 VIDEO_FPS = 12
@@ -46,13 +45,7 @@ class LocalModelProvider(ModelProvider):
         media: MediaStorage,
         progress: ProgressFn | None = None,
     ) -> GeneratedMedia:
-        model = MODELS.get(request.model)
-        if model is None:
-            raise HardError(
-                "model_not_found", f"unknown model {request.model!r}", model=request.model
-            )
-        if request.task not in model.tasks:
-            raise HardError("model_not_found", f"{request.model} cannot run {request.task}")
+        self.model_for(request)
         self._log_call(request)
         self._raise_fault(request)
         self._wait(progress)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from resources.media_storage import MediaStorage, StoredMedia
+from wf_assets.errors import HardError
+
+if TYPE_CHECKING:
+    from wf_assets.models import ModelSpec
 
 ProgressFn = Callable[[int, str], None]
 
@@ -59,6 +63,21 @@ class ModelProvider(dg.ConfigurableResource, ABC):
     def check_auth(self) -> bool:
         """Whether the provider accepts the configured key right now."""
         return True
+
+    def model_for(self, request: GenerationRequest) -> ModelSpec:
+        """The registry entry of the request's model; model_not_found before any call."""
+        # Imported here: the registry validates its tasks against the step kinds, which
+        # import this module.
+        from wf_assets.models import MODELS
+
+        model = MODELS.get(request.model)
+        details = {"provider": self.provider_name, "model": request.model}
+        if model is None:
+            raise HardError("model_not_found", f"unknown model {request.model!r}", **details)
+        if request.task not in model.tasks:
+            message = f"{request.model} cannot run {request.task}"
+            raise HardError("model_not_found", message, **details)
+        return model
 
     @abstractmethod
     def generate(

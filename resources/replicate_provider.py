@@ -21,8 +21,8 @@ from resources.prediction_ledger import (
 from resources.replicate_api import ReplicateApi
 from resources.replicate_errors import PROVIDER, deadline_error, error_from_prediction
 from resources.replicate_output import output_format, output_urls, progress_of, video_duration
-from wf_assets.errors import HardError, RetryableError
-from wf_assets.models import MODELS, ModelSpec
+from wf_assets.errors import RetryableError
+from wf_assets.models import ModelSpec
 
 
 class ReplicateModelProvider(ModelProvider):
@@ -69,14 +69,7 @@ class ReplicateModelProvider(ModelProvider):
         progress: ProgressFn | None = None,
     ) -> GeneratedMedia:
         """Take this job step's saved prediction, or create one, wait for it, fetch its output."""
-        spec = MODELS.get(request.model)
-        if spec is None or request.task not in spec.tasks:
-            raise HardError(
-                "model_not_found",
-                f"unknown model {request.model!r} for {request.task}",
-                provider=PROVIDER,
-                model=request.model,
-            )
+        spec = self.model_for(request)
         # The fingerprint names the source by id, not URL: signed URLs change on every call.
         source_id = f"media:{request.source.public_id}.{request.source.format}"
         fingerprint = input_fingerprint(
