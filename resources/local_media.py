@@ -7,9 +7,22 @@ import os
 import tempfile
 from pathlib import Path
 
+import dagster as dg
 from pydantic import Field
 
 from resources.media_storage import CONTENT_TYPES, MediaStorage, ResourceType, StoredMedia
+from wf_assets.errors import HardError, RetryableError
+
+PROVIDER = "local_media"
+
+
+def storage_fault(action: str, exc: OSError) -> RetryableError:
+    """A fault of the media folder (permissions, full disk, missing mount) as retryable."""
+    # The message reaches users and names no path of this machine; the log gets the path.
+    dg.get_dagster_logger().warning(f"media storage could not {action}: {exc}")
+    reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+    message = f"Media storage could not {action} the file ({reason})"
+    return RetryableError("server_unavailable", message, provider=PROVIDER)
 
 
 class LocalMediaStorage(MediaStorage):
@@ -30,6 +43,20 @@ class LocalMediaStorage(MediaStorage):
         self, public_id: str, data: bytes, fmt: str, resource_type: ResourceType
     ) -> StoredMedia:
         path = self.path_of(public_id, fmt)
+        try:
+            self._write(path, data)
+        except OSError as exc:
+            raise storage_fault("store", exc) from None
+        return StoredMedia(
+            url=f"{self.base_url.rstrip('/')}/{public_id}.{fmt}",
+            public_id=public_id,
+            format=fmt,
+            resource_type=resource_type,
+            bytes=len(data),
+        )
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside, then rename: a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
@@ -40,19 +67,25 @@ class LocalMediaStorage(MediaStorage):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return StoredMedia(
-            url=f"{self.base_url.rstrip('/')}/{public_id}.{fmt}",
-            public_id=public_id,
-            format=fmt,
-            resource_type=resource_type,
-            bytes=len(data),
-        )
 
     def read(self, media: StoredMedia) -> bytes:
-        return self.path_of(media.public_id, media.format).read_bytes()
+        path = self.path_of(media.public_id, media.format)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            if not path.parent.is_dir():
+                # The job's folder is gone too: most likely an unmounted media volume.
+                raise storage_fault("read", exc) from None
+            name = f"{media.public_id}.{media.format}"
+            raise HardError("internal", f"Media file {name} is missing from storage") from None
+        except OSError as exc:
+            raise storage_fault("read", exc) from None
 
     def exists(self, media: StoredMedia) -> bool:
-        return self.path_of(media.public_id, media.format).is_file()
+        try:
+            return self.path_of(media.public_id, media.format).is_file()
+        except OSError as exc:
+            raise storage_fault("check", exc) from None
 
     def provider_url(self, media: StoredMedia) -> str:
         # A remote provider cannot reach this machine's folder: send the bytes inline.

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
 ResourceType = Literal["image", "video"]
 
@@ -40,6 +41,14 @@ def media_public_id(job_id: str, name: str) -> str:
 
 class MediaStorage(dg.ConfigurableResource, ABC):
     """Stores media per job under deterministic ids; a repeated put replaces the file."""
+
+    staging_url: str | None = Field(
+        default=None,
+        description=(
+            "Folder or fsspec URL where a model's output waits until this storage takes it "
+            "(STAGING_URL); None means `_staged` under the checkpoint store."
+        ),
+    )
 
     @abstractmethod
     def put(

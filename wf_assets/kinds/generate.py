@@ -7,6 +7,7 @@ from typing import Any
 
 from resources.media_storage import media_public_id
 from resources.model_provider import GenerationRequest
+from resources.staged_outputs import StagedOutputs, staging_url
 from wf_assets.errors import HardError
 from wf_assets.kinds.base import StepContext
 
@@ -30,11 +31,19 @@ def make_generation_run(
             prompt=ctx.prompt,
             source=ctx.upstream[0].media(),
         )
-        result = ctx.provider.generate(request, ctx.media, ctx.progress)
+        # A result paid for on an earlier attempt, whose storing failed, is not paid twice.
+        staged = StagedOutputs(staging_url(ctx.media.staging_url))
+        result = staged.take(request)
+        if result is None:
+            result = ctx.provider.generate(request, ctx.media, ctx.progress)
+            staged.keep(request, result)
+        else:
+            ctx.progress(90, "Using the model output kept from an earlier attempt")
         # The provider's URL expires; the checkpoint must point at our copy.
         stored = ctx.media.put(
             media_public_id(ctx.job_id, ctx.step), result.data, result.format, resource_type
         )
+        staged.drop(request)
         ctx.progress(100, "Output stored")
         return {
             url_field: stored.url,
