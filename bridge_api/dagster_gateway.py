@@ -6,23 +6,28 @@ so it can run as its own service beside dagster-webserver.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import yaml
-from dagster_graphql import DagsterGraphQLClient
 
 from bridge_api.errors import ApiError
 from wf_assets import tags as t
 from wf_assets.job_state import RunView
 from wf_assets.specs import WorkflowSpec
+from wf_assets.tags import CANCEL_MARKER
 
 LOCATION = "workflows"
 REPOSITORY = "__repository__"
 JOBS_PARTITIONS = "jobs"
+log = logging.getLogger(__name__)
 RUN_FIELDS = "runId status creationTime updateTime startTime endTime tags { key value }"
 
 
@@ -77,15 +82,20 @@ class DagsterGateway:
                 f"Dagster answered HTTP {response.status_code}",
                 headers={"Retry-After": "5"},
             )
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(
+                503,
+                "orchestrator_unavailable",
+                "Dagster answered no JSON",
+                headers={"Retry-After": "5"},
+            ) from None
         if body.get("errors"):
-            raise ApiError(502, "orchestrator_error", body["errors"][0].get("message", "error"))
+            # The message may quote our query or server paths: it goes to the log only.
+            log.error("GraphQL error: %s", body["errors"][0].get("message"))
+            raise ApiError(502, "orchestrator_error", "The orchestrator refused the request")
         return body["data"]
-
-    def client(self) -> DagsterGraphQLClient:
-        """Dagster's own GraphQL client, for run submission."""
-        url = httpx.URL(self.graphql_url)
-        return DagsterGraphQLClient(url.host, port_number=url.port, timeout=int(self.timeout))
 
     def reachable(self) -> bool:
         """Whether dagster-webserver answers."""
@@ -105,36 +115,79 @@ class DagsterGateway:
         """Remove a partition added for a request that then failed."""
         self.query(DELETE_PARTITION, {**_repo(), "name": JOBS_PARTITIONS, "key": job_id})
 
-    def submit(
+    def launch(
         self,
         job_name: str,
         run_config: dict,
         tags: dict[str, str],
         asset_selection: list[list[str]] | None = None,
     ) -> str:
-        """Submit a run through DagsterGraphQLClient; its run id."""
-        from dagster_graphql import DagsterGraphQLClientError
+        """Launch a run; its id. The outcome is always known: launched, or not (503).
 
+        Each launch carries a unique `wf/launch_id` tag: when Dagster's answer is lost
+        (timeout, dropped connection) the run is looked up by it, so a run that was
+        created is never reported as not started.
+        """
+        launch_id = uuid.uuid4().hex
+        params = {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "pipelineName": job_name,
+                "assetSelection": [{"path": path} for path in asset_selection]
+                if asset_selection is not None
+                else None,
+            },
+            "runConfigData": run_config,
+            "mode": "default",
+            "executionMetadata": {
+                "tags": [
+                    {"key": k, "value": v} for k, v in {**tags, t.LAUNCH_ID: launch_id}.items()
+                ]
+            },
+        }
         try:
-            return self.client().submit_job_execution(
-                job_name,
-                repository_location_name=LOCATION,
-                repository_name=REPOSITORY,
-                run_config=run_config,
-                tags=tags,
-                asset_selection=asset_selection,
-            )
-        except DagsterGraphQLClientError as exc:
-            raise ApiError(
-                503,
-                "orchestrator_unavailable",
-                f"run not submitted: {exc}",
-                headers={"Retry-After": "5"},
-            ) from exc
+            data = self.query(LAUNCH, {"executionParams": params})
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            run_id = self.find_launch(launch_id, wait=self.timeout)
+            if run_id is None:
+                log.warning("launch %s of %s: no answer and no run (%s)", launch_id, job_name, exc)
+                raise _not_started() from None
+            return run_id
+        result = data["launchPipelineExecution"]
+        if result["__typename"] != "LaunchRunSuccess":
+            detail = result.get("message") or result["__typename"]
+            log.error("launch of %s refused by Dagster: %s", job_name, detail)
+            raise _not_started()
+        return result["run"]["runId"]
 
-    def terminate(self, run_id: str) -> None:
-        """Stop a queued or running run."""
-        self.query(TERMINATE, {"runId": run_id})
+    def find_launch(self, launch_id: str, wait: float = 0.0) -> str | None:
+        """The run created by launch `launch_id`, looking for up to `wait` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                data = self.query(
+                    USER_JOBS, {"tags": [{"key": t.LAUNCH_ID, "value": launch_id}], "limit": 1}
+                )
+                runs = _runs(data["runsOrError"])
+                if runs:
+                    return runs[0]["runId"]
+            except ApiError:
+                pass
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
+
+    def terminate(self, run_id: str) -> bool:
+        """Stop a queued or running run; whether Dagster said it did (or the run is gone)."""
+        data = self.query(TERMINATE, {"runId": run_id})
+        kind = data["terminateRun"]["__typename"]
+        if kind not in ("TerminateRunSuccess", "RunNotFoundError"):
+            log.warning("terminate %s: %s", run_id, kind)
+            return False
+        return True
 
     def mark_cancelled(self, spec: WorkflowSpec, job_id: str, description: str) -> None:
         """Leave the cancel mark: an observation on the first step for the job's partition."""
@@ -162,13 +215,16 @@ class DagsterGateway:
         return [(_tag(r, t.JOB_ID), _tag(r, t.WORKFLOW)) for r in page], next_cursor
 
     def snapshot(self, job_id: str, specs: Mapping[str, WorkflowSpec]) -> JobSnapshot:
-        """The job's runs with their checkpoints, in one round trip.
+        """The job's runs, checkpoints and cancel mark, in one round trip.
 
         Checkpoints are read from each run's materializations, which needs no asset
-        lookup; the cancel mark is read (a second request) only for a job whose latest
-        run failed, the one case where it decides the status.
+        lookup; the cancel mark (an observation on each workflow's first step) is read
+        in the same request, since it decides the status whatever the runs say.
         """
-        data = self.query(JOB_SNAPSHOT, {"tags": [{"key": t.JOB_ID, "value": job_id}]})
+        marks = sorted({(spec.id, spec.steps[0].name) for spec in specs.values()})
+        variables: dict[str, Any] = {"tags": [{"key": t.JOB_ID, "value": job_id}], "job": job_id}
+        variables.update({f"m{i}": list(path) for i, path in enumerate(marks)})
+        data = self.query(_snapshot_document(len(marks)), variables)
         runs, times, configs, found = [], {}, {}, []
         for raw in _runs(data["runsOrError"]):
             tags = {tag["key"]: tag["value"] for tag in raw["tags"]}
@@ -187,25 +243,15 @@ class DagsterGateway:
         spec = specs.get(snapshot.workflow_id or "")
         if spec is None:
             return snapshot
+        mark = data.get(f"m{marks.index((spec.id, spec.steps[0].name))}") or {}
+        snapshot.cancelled = _has_cancel_mark(mark)
         steps = {(spec.id, step.name): step.name for step in spec.steps}
         for event in sorted(found, key=lambda e: float(e["timestamp"])):
             step = steps.get(tuple(event["assetKey"]["path"]))
             checkpoint = _checkpoint_of(event)
             if step and checkpoint is not None:
                 snapshot.checkpoints[step] = checkpoint
-        latest = max(runs, key=lambda r: r.created_at)
-        if latest.status == "FAILURE":
-            snapshot.cancelled = self.is_cancelled(spec, job_id)
         return snapshot
-
-    def is_cancelled(self, spec: WorkflowSpec, job_id: str) -> bool:
-        """Whether the job carries the cancel mark (an observation on its first step)."""
-        data = self.query(CANCEL_MARK, {"path": [spec.id, spec.steps[0].name], "job": job_id})
-        asset = data.get("assetOrError") or {}
-        return any(
-            "(wf/cancelled)" in (o.get("description") or "")
-            for o in asset.get("assetObservations") or []
-        )
 
     def progress(self, run_id: str, after: str | None) -> tuple[list[dict], str | None]:
         """Step starts and `progress N% ...` log lines of a run since cursor `after`."""
@@ -214,6 +260,16 @@ class DagsterGateway:
         if connection.get("__typename") != "EventConnection":
             return [], after
         return connection["events"], connection["cursor"]
+
+
+def _not_started() -> ApiError:
+    # Details (the mutation, paths, tags) go to the log, never to the client.
+    return ApiError(
+        503,
+        "orchestrator_unavailable",
+        "The orchestrator did not start the job; nothing was started. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _repo() -> dict[str, Any]:
@@ -228,6 +284,38 @@ def _runs(result: dict) -> list[dict]:
 
 def _tag(run: dict, key: str) -> str | None:
     return next((tag["value"] for tag in run["tags"] if tag["key"] == key), None)
+
+
+def _has_cancel_mark(asset: dict) -> bool:
+    return any(
+        CANCEL_MARKER in (o.get("description") or "") for o in asset.get("assetObservations") or []
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _snapshot_document(marks: int) -> str:
+    """The job query, with one aliased cancel-mark lookup per workflow's first step."""
+    params = "".join(f", $m{i}: [String!]!" for i in range(marks))
+    lookups = "".join(
+        f"""
+  m{i}: assetOrError(assetKey: {{path: $m{i}}}) {{
+    ... on Asset {{ assetObservations(partitions: [$job], limit: 5) {{ description }} }}
+  }}"""
+        for i in range(marks)
+    )
+    return f"""
+query Job($tags: [ExecutionTag!], $job: String!{params}) {{
+  runsOrError(filter: {{tags: $tags}}) {{
+    __typename ... on PythonError {{ message }}
+    ... on Runs {{ results {{
+      {RUN_FIELDS} runConfigYaml
+      assetMaterializations {{
+        assetKey {{ path }} partition timestamp
+        metadataEntries {{ label ... on JsonMetadataEntry {{ jsonString }} }}
+      }}
+    }} }}
+  }}{lookups}
+}}"""
 
 
 def _checkpoint_of(event: dict) -> dict | None:
@@ -251,6 +339,14 @@ mutation Del($selector: RepositorySelector!, $name: String!, $key: String!) {
 }"""
 TERMINATE = """
 mutation Stop($runId: String!) { terminateRun(runId: $runId) { __typename } }"""
+LAUNCH = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}"""
 REPORT_OBSERVATION = """
 mutation Mark($params: ReportRunlessAssetEventsParams!) {
   reportRunlessAssetEvents(eventParams: $params) { __typename }
@@ -261,25 +357,6 @@ query Jobs($tags: [ExecutionTag!], $limit: Int, $cursor: String) {{
     __typename ... on Runs {{ results {{ {RUN_FIELDS} }} }} ... on PythonError {{ message }}
   }}
 }}"""
-JOB_SNAPSHOT = f"""
-query Job($tags: [ExecutionTag!]) {{
-  runsOrError(filter: {{tags: $tags}}) {{
-    __typename ... on PythonError {{ message }}
-    ... on Runs {{ results {{
-      {RUN_FIELDS} runConfigYaml
-      assetMaterializations {{
-        assetKey {{ path }} partition timestamp
-        metadataEntries {{ label ... on JsonMetadataEntry {{ jsonString }} }}
-      }}
-    }} }}
-  }}
-}}"""
-CANCEL_MARK = """
-query Mark($path: [String!]!, $job: String!) {
-  assetOrError(assetKey: {path: $path}) {
-    ... on Asset { assetObservations(partitions: [$job], limit: 5) { description } }
-  }
-}"""
 RUN_LOGS = """
 query Logs($runId: ID!, $after: String) {
   logsForRun(runId: $runId, afterCursor: $after) {

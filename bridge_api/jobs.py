@@ -16,12 +16,12 @@ from bridge_api.execution_view import execution_view, job_state
 from bridge_api.limits import execute_limit, limiter, retry_limit, user_key
 from bridge_api.uploads import inspect_upload
 from wf_assets import tags as t
-from wf_assets.cancellation import cancel_description
 from wf_assets.control import JobStateError, check_cancellable, plan_manual_retry
-from wf_assets.job_state import ACTIVE
+from wf_assets.job_state import ACTIVE, duplicate_of
 from wf_assets.partitions import is_job_id, new_job_id
 from wf_assets.run_config import OptionsError, build_run_config, validate_options
 from wf_assets.specs import WorkflowSpec
+from wf_assets.tags import cancel_description
 
 bp = Blueprint("jobs", __name__, url_prefix="/workflows")
 
@@ -100,13 +100,14 @@ def execute():
     try:
         gateway().add_partition(job_id)
         try:
-            run_id = gateway().submit(
+            # Launched, or known not to be: a lost answer is looked up (gateway.launch).
+            run_id = gateway().launch(
                 spec.job_name,
                 build_run_config(spec, options, str(path)),
                 t.job_tags(spec.id, job_id, current_user(), "bridge"),
             )
         except Exception:
-            gateway().delete_partition(job_id)
+            _forget_partition(job_id)
             raise
     except Exception:
         shutil.rmtree(path.parent, ignore_errors=True)
@@ -118,6 +119,14 @@ def execute():
         "stream_url": f"/jobs/{job_id}/stream",
     }
     return jsonify(body), 202
+
+
+def _forget_partition(job_id: str) -> None:
+    try:
+        gateway().delete_partition(job_id)
+    except ApiError:
+        # Dagster is unreachable: a partition without runs is harmless (archive drops it).
+        current_app.logger.warning("partition %s left behind: Dagster unreachable", job_id)
 
 
 @bp.get("/execution/<job_id>")
@@ -139,12 +148,25 @@ def retry(job_id: str):
         plan = plan_manual_retry(spec, state, snapshot.run_configs.get(state.latest.run_id))
     except JobStateError as exc:
         raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
-    run_id = gateway().submit(
+    run_id = gateway().launch(
         plan.job_name,
         plan.run_config,
         plan.tags,
         asset_selection=[[spec.id, step] for step in plan.steps],
     )
+    # Another launcher (a second request, the retry sensor) may have asked for the
+    # same attempt at the same moment: the first-created run is the attempt.
+    runs = gateway().snapshot(job_id, catalog().all()).runs
+    winner = duplicate_of(runs, run_id)
+    if winner is not None:
+        gateway().terminate(run_id)
+        raise ApiError(
+            409,
+            "invalid_state",
+            "a retry of this job is already running",
+            job_status="pending",
+            execution_id=winner.run_id,
+        )
     body = {
         "message": "Workflow retry started",
         "execution_id": run_id,
@@ -163,11 +185,19 @@ def cancel(job_id: str):
         check_cancellable(state)
     except JobStateError as exc:
         raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
+    # The mark first: every step reads it before it starts, so a run launched or
+    # starting in any window after this line stops before doing work.
     gateway().mark_cancelled(spec, job_id, cancel_description(current_user()))
-    for run in snapshot.runs:
-        if run.status in ACTIVE:
-            gateway().terminate(run.run_id)
+    _terminate_active(snapshot.runs)
+    # Once more for a run launched while the mark was being written.
+    _terminate_active(gateway().snapshot(job_id, catalog().all()).runs)
     return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
+
+
+def _terminate_active(runs) -> None:
+    for run in runs:
+        if run.status in ACTIVE and run.status != "CANCELING":
+            gateway().terminate(run.run_id)
 
 
 @bp.get("/jobs")

@@ -1,16 +1,20 @@
 """`GET /jobs/<job_id>/stream`: the job's history and live progress as Server-Sent Events.
 
-Events are derived from what Dagster recorded (step logs, checkpoints, failed runs),
-and each id is made of the recorded time, so the same history always gives the
-same ids: a reconnect with `Last-Event-ID` replays exactly what was missed.
+Events are derived from what Dagster recorded (step logs, checkpoints, failed runs).
+Those records do not become visible in the order of their times (a checkpoint can
+show up one poll after a later log line), so delivery never relies on a time cursor:
+every event has an identity (a run's n-th progress line, a step's checkpoint, a
+run's failure, the end), and each SSE id says which of them the client has received
+(`Delivered`). A stream sends every event it has not sent yet, whatever its time,
+and a reconnect with `Last-Event-ID` receives exactly what is missing.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +25,15 @@ from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.execution_view import job_state, next_retry_at
 from bridge_api.jobs import load_owned_job
 from wf_assets import tags as t
-from wf_assets.job_state import ACTIVE
+from wf_assets.job_state import ACTIVE, counted_runs
 from wf_assets.specs import WorkflowSpec
 
 bp = Blueprint("stream", __name__)
-RANKS = {"progress": 0, "checkpoint": 1, "error": 2, "complete": 3}
-Key = tuple[int, int, int, int]
+# Order inside one batch of new events: time, then kind, then position.
+SortKey = tuple[int, int, int, int]
+# What an event is: ("p", run, n) a run's n-th progress line, ("c", step) a
+# checkpoint, ("e", run) a run's failure, ("x",) the cancellation, ("t",) completion.
+Identity = tuple
 
 
 def _ms(value: str | float | None) -> int:
@@ -37,18 +44,72 @@ def _ms(value: str | float | None) -> int:
     return int(float(value) * (1 if float(value) > 1e11 else 1000))
 
 
-def event_id(key: Key) -> str:
-    """The SSE id of an event key."""
-    return "-".join(str(part) for part in key)
+@dataclass
+class Delivered:
+    """Which of a job's events a client has received; its text form is the SSE id."""
+
+    checkpoints: int = 0  # bit i: step i's checkpoint
+    errors: int = 0  # bit i: the failure of run i (runs in creation order)
+    progress: list[int] = field(default_factory=list)  # run i's first n progress lines
+    cancelled: bool = False
+    completed: bool = False
+
+    def has(self, identity: Identity) -> bool:
+        """Whether the event was received."""
+        kind = identity[0]
+        if kind == "p":
+            run, n = identity[1], identity[2]
+            return run < len(self.progress) and n < self.progress[run]
+        if kind == "c":
+            return bool(self.checkpoints >> identity[1] & 1)
+        if kind == "e":
+            return bool(self.errors >> identity[1] & 1)
+        return self.cancelled if kind == "x" else self.completed
+
+    def add(self, identity: Identity) -> None:
+        """Record the event as received (a run's progress lines arrive in order)."""
+        kind = identity[0]
+        if kind == "p":
+            run, n = identity[1], identity[2]
+            self.progress.extend([0] * (run + 1 - len(self.progress)))
+            self.progress[run] = max(self.progress[run], n + 1)
+        elif kind == "c":
+            self.checkpoints |= 1 << identity[1]
+        elif kind == "e":
+            self.errors |= 1 << identity[1]
+        elif kind == "x":
+            self.cancelled = True
+        else:
+            self.completed = True
+
+    def encode(self) -> str:
+        """The SSE id: `v2.<checkpoints>.<errors>.<progress per run>.<end flags>`."""
+        progress = "_".join(str(n) for n in self.progress) or "0"
+        flags = int(self.cancelled) | int(self.completed) << 1
+        return f"v2.{self.checkpoints}.{self.errors}.{progress}.{flags}"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Delivered:
+        """An SSE id back into what was received; nothing for an absent or foreign id."""
+        parts = (value or "").split(".")
+        if len(parts) != 5 or parts[0] != "v2":
+            return cls()
+        try:
+            progress = [int(n) for n in parts[3].split("_")]
+            flags = int(parts[4])
+            return cls(int(parts[1]), int(parts[2]), progress, bool(flags & 1), bool(flags & 2))
+        except ValueError:
+            return cls()
 
 
-def parse_event_id(value: str | None) -> Key | None:
-    """An SSE id back into its key (None if absent or malformed)."""
-    try:
-        parts = tuple(int(p) for p in (value or "").split("-"))
-    except ValueError:
-        return None
-    return parts if len(parts) == 4 else None  # type: ignore[return-value]
+@dataclass(frozen=True)
+class Event:
+    """One SSE event: what it is, where it goes in a batch, its name and data."""
+
+    identity: Identity
+    order: SortKey
+    name: str
+    data: dict
 
 
 class JobEvents:
@@ -58,13 +119,14 @@ class JobEvents:
         self.gateway = gateway
         self.spec = spec
         self.cursors: dict[str, str | None] = {}
-        self.progress: list[tuple[Key, dict]] = []
+        self.progress: dict[str, list[tuple[int, dict]]] = {}
         self.ops = {spec.op_name(s.name): i for i, s in enumerate(spec.steps)}
 
-    def _read_logs(self, snapshot: JobSnapshot) -> None:
-        for run in snapshot.runs:
+    def _read_logs(self, runs: list) -> None:
+        for run in runs:
             if self.cursors.get(run.run_id) == "done":
                 continue
+            lines = self.progress.setdefault(run.run_id, [])
             events, cursor = self.gateway.progress(run.run_id, self.cursors.get(run.run_id))
             for event in events:
                 step = self.ops.get(event.get("stepKey") or "")
@@ -72,18 +134,20 @@ class JobEvents:
                     continue
                 parsed = _progress_of(event, self.spec.steps[step].name)
                 if parsed is not None:
-                    # A digest of the line, not its position: ids stay the same however
-                    # the log was paged, so a reconnect replays exactly what was missed.
-                    seq = zlib.crc32(f"{run.run_id}{event.get('message')}".encode()) & 0xFFFF
-                    key = (_ms(event["timestamp"]), 0, step, seq)
-                    self.progress.append((key, {"step": step, **parsed}))
+                    # Never earlier than the line before: a run's lines stay in log order.
+                    when = max(_ms(event["timestamp"]), lines[-1][0] if lines else 0)
+                    lines.append((when, {"step": step, **parsed}))
             finished = run.status in ("SUCCESS", "FAILURE", "CANCELED")
             self.cursors[run.run_id] = "done" if finished else cursor
 
-    def collect(self, snapshot: JobSnapshot, settings) -> tuple[list[tuple[Key, str, dict]], bool]:
-        """Every event so far, in order, and whether the stream should end."""
-        self._read_logs(snapshot)
-        events = [(key, "progress", data) for key, data in self.progress]
+    def collect(self, snapshot: JobSnapshot, settings) -> tuple[list[Event], bool]:
+        """Every event of the job so far, and whether the stream should end."""
+        runs = list(reversed(counted_runs(snapshot.runs)))  # creation order
+        self._read_logs(runs)
+        events = []
+        for index, run in enumerate(runs):
+            for n, (when, data) in enumerate(self.progress.get(run.run_id, [])):
+                events.append(Event(("p", index, n), (when, 0, index, n), "progress", data))
         for index, step in enumerate(self.spec.steps):
             checkpoint = snapshot.checkpoints.get(step.name)
             if checkpoint:
@@ -93,17 +157,19 @@ class JobEvents:
                     "status": "completed",
                     "output": checkpoint["output"],
                 }
-                events.append(((_ms(checkpoint["completed_at"]), 1, index, 0), "checkpoint", data))
+                when = _ms(checkpoint["completed_at"])
+                events.append(Event(("c", index), (when, 1, index, 0), "checkpoint", data))
         state = job_state(self.spec, snapshot)
-        for run in snapshot.runs:
-            if run.status == "FAILURE":
-                events.append(_error_event(self.spec, run, state, settings, snapshot))
+        for index, run in enumerate(runs):
+            if run.status == "FAILURE" and t.STOPPED not in run.tags:
+                order, data = _error_event(self.spec, run, state, settings, snapshot)
+                events.append(Event(("e", index), order, "error", data))
         end = state.status in ("completed", "failed", "cancelled")
         if state.status == "completed":
             last = self.spec.steps[-1].name
             done = _ms(snapshot.checkpoints[last]["completed_at"]) + 1
             result = snapshot.checkpoints[last]["output"]
-            events.append(((done, 3, 0, 0), "complete", {"result": result}))
+            events.append(Event(("t",), (done, 3, 0, 0), "complete", {"result": result}))
         elif state.status == "cancelled":
             when = _ms(max(snapshot.run_times[r.run_id]["updated"] or 0 for r in snapshot.runs))
             data = {
@@ -112,8 +178,7 @@ class JobEvents:
                 "error_type": "cancelled",
                 "retryable": False,
             }
-            events.append(((when, 2, 99, 0), "error", data))
-        events.sort(key=lambda e: e[0])
+            events.append(Event(("x",), (when, 2, 99, 0), "error", data))
         return events, end
 
 
@@ -128,7 +193,7 @@ def _progress_of(event: dict, step_name: str) -> dict | None:
     return None
 
 
-def _error_event(spec, run, state, settings, snapshot) -> tuple[Key, str, dict]:
+def _error_event(spec, run, state, settings, snapshot) -> tuple[SortKey, dict]:
     step_name = run.tags.get(t.FAILED_STEP)
     step = spec.step_index(step_name) if step_name else None
     latest = state.latest is not None and state.latest.run_id == run.run_id
@@ -144,16 +209,16 @@ def _error_event(spec, run, state, settings, snapshot) -> tuple[Key, str, dict]:
     if latest and state.max_attempts_exceeded:
         data["error"] = state.error["message"]
     when = run.tags.get(t.FAILED_AT) or snapshot.run_times[run.run_id]["end"]
-    return (_ms(when), 2, step if step is not None else 99, 0), "error", data
+    return (_ms(when), 2, step if step is not None else 99, 0), data
 
 
-def format_event(key: Key, name: str, data: dict) -> str:
+def format_event(event_id: str, name: str, data: dict) -> str:
     """One SSE message."""
-    return f"id: {event_id(key)}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
+    return f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-def event_stream(spec, job_id: str, after: Key | None, app) -> Iterator[str]:
-    """Yield events past `after` until the job ends; a heartbeat comment when quiet."""
+def event_stream(spec, job_id: str, delivered: Delivered, app) -> Iterator[str]:
+    """Yield every event not yet delivered until the job ends; a heartbeat when quiet."""
     gateway: DagsterGateway = app.extensions["dagster"]
     settings = app.extensions["retry_settings"]
     idle_poll = app.config["STREAM_POLL_SECONDS"]
@@ -165,10 +230,10 @@ def event_stream(spec, job_id: str, after: Key | None, app) -> Iterator[str]:
     while True:
         snapshot = gateway.snapshot(job_id, {spec.id: spec})
         collected, end = events.collect(snapshot, settings)
-        for key, name, data in collected:
-            if after is None or key > after:
-                yield format_event(key, name, data)
-                after, last_write = key, time.monotonic()
+        for event in sorted((e for e in collected if not delivered.has(e.identity)), key=_order):
+            delivered.add(event.identity)
+            yield format_event(delivered.encode(), event.name, event.data)
+            last_write = time.monotonic()
         if end:
             return
         if time.monotonic() - last_write >= heartbeat:
@@ -179,13 +244,17 @@ def event_stream(spec, job_id: str, after: Key | None, app) -> Iterator[str]:
         time.sleep(active_poll if active else idle_poll)
 
 
+def _order(event: Event) -> SortKey:
+    return event.order
+
+
 @bp.get("/jobs/<job_id>/stream")
 @require_user(allow_query_token=True)
 def stream(job_id: str):
     """Server-Sent Events for one of the caller's jobs."""
     spec, _ = load_owned_job(job_id)
-    after = parse_event_id(request.headers.get("Last-Event-ID"))
+    delivered = Delivered.parse(request.headers.get("Last-Event-ID"))
     app = current_app._get_current_object()
-    body = stream_with_context(event_stream(spec, job_id, after, app))
+    body = stream_with_context(event_stream(spec, job_id, delivered, app))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(body, mimetype="text/event-stream", headers=headers)

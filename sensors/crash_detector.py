@@ -16,18 +16,10 @@ import dagster as dg
 from wf_assets import tags as t
 from wf_assets.resume import completed_steps, steps_to_run
 from wf_assets.specs import WorkflowSpec
-from wf_assets.worker import worker_alive, worker_identity
+from wf_assets.worker import run_worker_identity, worker_alive
 
 # A run that has not yet recorded its worker is given this long to do so.
 UNIDENTIFIED_GRACE_SECONDS = 30.0
-
-
-def _identity(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
-    if run.tags.get(t.WORKER):
-        return run.tags[t.WORKER]
-    # Before its first step the worker is known only by the pid of its RUN_START event.
-    starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
-    return worker_identity(starts[0].pid) if starts and starts[0].pid else None
 
 
 def crash_tags(
@@ -58,18 +50,28 @@ def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec],
         spec = specs.get(run.tags.get(t.WORKFLOW, ""))
         if spec is None or t.JOB_ID not in run.tags:
             continue
-        identity = _identity(instance, run)
-        if identity is None:
-            age = time.time() - record.update_timestamp.timestamp()
-            if age < UNIDENTIFIED_GRACE_SECONDS:
-                continue
-            # Our own run record started but never showed a worker: treat it as dead
-            # only if no RUN_START pid exists either, which _identity already checked.
-        elif worker_alive(identity) is not False:
-            continue
-        message = f"Run worker {identity or '(unknown)'} died mid-run"
-        instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message))
-        instance.report_run_failed(run, message=message)
-        log.warning(f"{message}; run {run.run_id} marked failed")
-        failed.append(run.run_id)
+        try:
+            if _fail_if_dead(instance, spec, record, log):
+                failed.append(run.run_id)
+        except Exception:
+            # One run that cannot be checked must not stop the check of every other.
+            log.exception(f"crash check of run {run.run_id} failed; skipped this tick")
     return failed
+
+
+def _fail_if_dead(instance: dg.DagsterInstance, spec: WorkflowSpec, record, log) -> bool:
+    run = record.dagster_run
+    identity = run_worker_identity(instance, run)
+    if identity is None:
+        age = time.time() - record.update_timestamp.timestamp()
+        if age < UNIDENTIFIED_GRACE_SECONDS:
+            return False
+        # Our own run record started but never showed a worker: treat it as dead
+        # only if no RUN_START pid exists either, which run_worker_identity checked.
+    elif worker_alive(identity) is not False:
+        return False
+    message = f"Run worker {identity or '(unknown)'} died mid-run"
+    instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message))
+    instance.report_run_failed(run, message=message)
+    log.warning(f"{message}; run {run.run_id} marked failed")
+    return True

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -26,11 +28,11 @@ from sensors.circuit_breaker import BreakerBoard
 from sensors.crash_detector import crash_tags, fail_dead_runs
 from sensors.retry_rules import Decision, RetrySettings, decide, quota_key
 from wf_assets import tags as t
+from wf_assets.asset_keys import asset_key_for
 from wf_assets.cancellation import is_cancelled
 from wf_assets.control import plan_retry
-from wf_assets.factory import asset_key_for
 from wf_assets.job_runs import job_run_views, run_view
-from wf_assets.job_state import ACTIVE, JobState, derive_job_state
+from wf_assets.job_state import ACTIVE, JobState, counted_runs, derive_job_state
 from wf_assets.resume import completed_steps
 from wf_assets.specs import WorkflowSpec
 
@@ -59,6 +61,15 @@ class RetryCursor:
         return json.dumps(self.__dict__, sort_keys=True)
 
 
+@contextmanager
+def _one_job(log, run: dg.DagsterRun) -> Iterator[None]:
+    """One job's trouble is logged and skipped: it must never cost every other job its tick."""
+    try:
+        yield
+    except Exception:
+        log.exception(f"retry sensor: job {run.tags.get(t.JOB_ID)} (run {run.run_id}) skipped")
+
+
 def _failed_since(instance: dg.DagsterInstance, after: float) -> list[dg.RunRecord]:
     since = datetime.fromtimestamp(max(0.0, after - CURSOR_OVERLAP_SECONDS), UTC)
     return _all_records(
@@ -76,33 +87,37 @@ def _all_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> list[d
             return records
 
 
-def _intake(instance, records, specs, board: BreakerBoard, settings, now: float) -> None:
+def _intake(instance, records, specs, board: BreakerBoard, settings, now: float, log) -> None:
     for record in records:
         run = record.dagster_run
         if t.JOB_ID not in run.tags or t.RETRY_STATE in run.tags:
             continue
-        if t.ERROR_TYPE not in run.tags:
-            # Failed without our handler running (worker killed, code server noticed its
-            # child died, run monitoring): a crash, retryable, counted against its step.
-            spec = specs.get(run.tags.get(t.WORKFLOW, ""))
-            message = "The run worker died before its step finished"
-            instance.add_run_tags(
-                run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message)
-            )
-            run = instance.get_run_by_id(run.run_id)
-        retryable = run.tags.get(t.RETRYABLE) == "true"
-        state = t.RETRY_WAITING if retryable else t.RETRY_DONE
-        instance.add_run_tags(run.run_id, {t.RETRY_STATE: state})
-        if retryable and run.tags.get(t.ERROR_TYPE) == "quota_exceeded":
-            view = replace(run_view(record), tags=dict(run.tags))
-            board.on_quota_failure(
-                quota_key(view),
-                run.tags[t.JOB_ID],
-                view.attempt,
-                now,
-                settings.quota_cooldown,
-                settings.quota_cooldown_cap,
-            )
+        with _one_job(log, run):
+            _take_in(instance, record, specs, board, settings, now)
+
+
+def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float) -> None:
+    run = record.dagster_run
+    if t.ERROR_TYPE not in run.tags:
+        # Failed without our handler running (worker killed, code server noticed its
+        # child died, run monitoring): a crash, retryable, counted against its step.
+        spec = specs.get(run.tags.get(t.WORKFLOW, ""))
+        message = "The run worker died before its step finished"
+        instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message))
+        run = instance.get_run_by_id(run.run_id)
+    retryable = run.tags.get(t.RETRYABLE) == "true"
+    state = t.RETRY_WAITING if retryable else t.RETRY_DONE
+    instance.add_run_tags(run.run_id, {t.RETRY_STATE: state})
+    if retryable and run.tags.get(t.ERROR_TYPE) == "quota_exceeded":
+        view = replace(run_view(record), tags=dict(run.tags))
+        board.on_quota_failure(
+            quota_key(view),
+            run.tags[t.JOB_ID],
+            view.attempt,
+            now,
+            settings.quota_cooldown,
+            settings.quota_cooldown_cap,
+        )
 
 
 def _settle_probes(instance, board: BreakerBoard, now: float, log) -> None:
@@ -164,7 +179,7 @@ def evaluate_retries(
     board = BreakerBoard.from_dict(cursor.breakers)
     fail_dead_runs(instance, specs, log)
     failed = _failed_since(instance, cursor.updated_after)
-    _intake(instance, failed, specs, board, settings, now)
+    _intake(instance, failed, specs, board, settings, now, log)
     if failed:
         newest = max(r.update_timestamp.timestamp() for r in failed)
         cursor.updated_after = max(cursor.updated_after, newest)
@@ -178,11 +193,12 @@ def evaluate_retries(
     )
     requests = []
     for record in sorted(waiting, key=lambda r: r.create_timestamp):
-        request = _consider(
-            instance, record.dagster_run, specs, provider, settings, board, cursor, now, log
-        )
-        if request is not None:
-            requests.append(request)
+        with _one_job(log, record.dagster_run):
+            request = _consider(
+                instance, record.dagster_run, specs, provider, settings, board, cursor, now, log
+            )
+            if request is not None:
+                requests.append(request)
     cursor.breakers = board.to_dict()
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
 
@@ -193,7 +209,7 @@ def _consider(instance, run, specs, provider, settings, board, cursor, now, log)
     if spec is None:
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
         return None
-    views = job_run_views(instance, job_id)
+    views = counted_runs(job_run_views(instance, job_id))
     latest = views[0]
     if latest.run_id != run.run_id:
         if latest.status not in ACTIVE:

@@ -13,10 +13,12 @@ import dagster as dg
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
 from wf_assets import tags as t
+from wf_assets.asset_keys import asset_key_for
 from wf_assets.errors import HardError, classify
 from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
 from wf_assets.partitions import jobs_partitions
 from wf_assets.specs import StepSpec, WorkflowSpec
+from wf_assets.step_guard import check_run_may_proceed
 from wf_assets.tags import failure_tags
 from wf_assets.worker import worker_identity
 
@@ -34,11 +36,6 @@ class StepConfig(dg.Config):
 def now_iso() -> str:
     """The current UTC time, ISO-8601."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def asset_key_for(spec: WorkflowSpec, step: str) -> dg.AssetKey:
-    """`<workflow>/<step>`: the asset key of one step."""
-    return dg.AssetKey([spec.id, step])
 
 
 def _resolve_options(spec: WorkflowSpec, step: StepSpec, config: StepConfig) -> tuple:
@@ -80,6 +77,7 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
         if context.run.tags.get(t.WORKER) != worker_identity():
             # Lets the retry sensor tell a dead run worker from a slow one.
             context.instance.add_run_tags(context.run_id, {t.WORKER: worker_identity()})
+        check_run_may_proceed(context.instance, spec, job_id, context.run_id, step.name)
         model = None
         try:
             model, prompt = _resolve_options(spec, step, config)

@@ -37,6 +37,17 @@ class RunView:
             return 1
 
     @property
+    def attempt_key(self) -> tuple[int, str]:
+        """Which launch of the job this run is: two runs with one key are duplicates.
+
+        Our launchers tag the attempt; a Dagster re-execution is its own launch, and
+        so is a run without our tag (an operator's or a test's materialization).
+        """
+        if t.ATTEMPT not in self.tags:
+            return self.attempt, self.run_id
+        return self.attempt, self.tags.get(t.DAGSTER_PARENT_RUN, "")
+
+    @property
     def crashed(self) -> bool:
         """Failed with no record from our step handler: the worker died (until tagged)."""
         return self.status == "FAILURE" and t.ERROR_TYPE not in self.tags and not self.failure
@@ -71,6 +82,29 @@ class JobState:
         return self.status in ("failed", "pending_retry")
 
 
+def counted_runs(runs: list[RunView]) -> list[RunView]:
+    """The runs that count for a job, newest first: the first-created run of each attempt.
+
+    Whoever launches a job's next attempt (the bridge, the retry sensor, an operator)
+    reads the same latest attempt and asks for the same number; when two ask at once,
+    both runs exist. The one created first is the attempt; any later one is a
+    duplicate that stops itself before its first step and never counts here.
+    """
+    first: dict[tuple[int, str], RunView] = {}
+    for run in sorted(runs, key=lambda r: (r.created_at, r.run_id)):
+        first.setdefault(run.attempt_key, run)
+    return sorted(first.values(), key=lambda r: (r.created_at, r.run_id), reverse=True)
+
+
+def duplicate_of(runs: list[RunView], run_id: str) -> RunView | None:
+    """The run that counts instead of `run_id` when `run_id` is a duplicate launch, else None."""
+    mine = next((r for r in runs if r.run_id == run_id), None)
+    if mine is None:
+        return None
+    winner = next(r for r in counted_runs(runs) if r.attempt_key == mine.attempt_key)
+    return None if winner.run_id == run_id else winner
+
+
 def failures_per_step(runs: list[RunView]) -> dict[str, int]:
     """How many runs failed at each step: the attempts counted against max_attempts."""
     counts: dict[str, int] = {}
@@ -85,7 +119,7 @@ def derive_job_state(
     spec: WorkflowSpec, runs: list[RunView], completed: set[str], cancelled: bool = False
 ) -> JobState:
     """The job's status from its runs (any order), checkpointed steps and cancel mark."""
-    ordered = sorted(runs, key=lambda r: r.created_at, reverse=True)
+    ordered = counted_runs(runs)
     latest = ordered[0] if ordered else None
     remaining = steps_to_run(spec, completed)
     attempts = failures_per_step(ordered)

@@ -29,8 +29,7 @@ from dagster._core.launcher import (  # the documented extension point for launc
 )
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
-from wf_assets import tags as t
-from wf_assets.worker import worker_alive, worker_identity
+from wf_assets.worker import run_worker_identity, worker_alive
 
 
 class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
@@ -92,18 +91,17 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             "Launched by PrewarmedRunLauncher (forked from a warm zygote).", run, cls=self.__class__
         )
 
-    def _identity(self, run: dg.DagsterRun) -> str | None:
-        if run.tags.get(t.WORKER):
-            return run.tags[t.WORKER]
-        starts = self._instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
-        return worker_identity(starts[0].pid) if starts and starts[0].pid else None
-
     def terminate(self, run_id: str) -> bool:
         """Interrupt the run's worker; Dagster then marks the run canceled."""
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return False
-        identity = self._identity(run)
+        identity = run_worker_identity(self._instance, run)
+        if identity is None and run.status != dg.DagsterRunStatus.STARTED:
+            # Launched, its worker not started yet: a worker that finds its run
+            # CANCELED does not start it.
+            self._instance.report_run_canceled(run, message="Terminated before its worker started")
+            return True
         self._instance.report_run_canceling(run)
         if identity is None or not worker_alive(identity):
             return False
@@ -116,7 +114,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         """RUNNING while the worker process lives, FAILED once it is gone."""
-        identity = self._identity(run)
+        identity = run_worker_identity(self._instance, run)
         alive = worker_alive(identity) if identity else None
         if alive is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "worker not identified yet")

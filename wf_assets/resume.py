@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wf_assets.factory import asset_key_for
+from wf_assets.asset_keys import asset_key_for
 from wf_assets.partitions import JOBS_PARTITIONS_NAME
 from wf_assets.specs import WorkflowSpec
 

@@ -30,6 +30,17 @@ RETRY_EXHAUSTED = "exhausted"
 
 WORKER = "wf/worker"
 
+# The cancel mark: an asset observation on the job's first step whose text has this.
+CANCEL_MARKER = "(wf/cancelled)"
+# A unique id the bridge gives each launch, so a launch whose answer was lost can be found.
+LAUNCH_ID = "wf/launch_id"
+# Set on a run that stopped itself before doing any work: "cancelled" (the job carries
+# the cancel mark) or "duplicate" (another run of the same attempt came first).
+STOPPED = "wf/stopped"
+SUPERSEDED_BY = "wf/superseded_by"
+# Dagster's own tag on a re-execution launched from its UI.
+DAGSTER_PARENT_RUN = "dagster/parent_run_id"
+
 
 def job_tags(
     workflow_id: str,
@@ -51,6 +62,11 @@ def job_tags(
     if parent_run:
         tags[PARENT_RUN] = parent_run
     return tags
+
+
+def cancel_description(user: str) -> str:
+    """The observation text that marks a job cancelled."""
+    return f"Job cancelled by {user} {CANCEL_MARKER}"
 
 
 def failure_tags(

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import socket
 
+import dagster as dg
+
+from wf_assets import tags as t
+
 
 def _start_ticks(pid: int) -> str | None:
     """The process start time in clock ticks since boot (guards against pid reuse)."""
@@ -45,3 +49,17 @@ def worker_alive(identity: str) -> bool | None:
     except OSError:
         return False
     return state != "Z" and (start == "?" or current == start)
+
+
+def run_worker_identity(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """The run's worker: its `wf/worker` tag, else the pid of its RUN_START event.
+
+    Before its first step a worker is known only by that event; a run that has not
+    started yet has neither (None).
+    """
+    if run.tags.get(t.WORKER):
+        return run.tags[t.WORKER]
+    starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
+    event = starts[0].dagster_event if starts else None
+    # The pid is on the DagsterEvent; an EventLogEntry has none.
+    return worker_identity(event.pid) if event is not None and event.pid else None
