@@ -67,6 +67,16 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
                 "dequeue_interval_seconds": DEQUEUE_INTERVAL_SECONDS,
                 # Launch dequeued runs in parallel: a launch waits on a process start.
                 "dequeue_use_threads": True,
+                # At most one run of a job in progress, whoever launched it (bridge,
+                # retry sensor, an operator in Dagster's UI): every run of a job
+                # carries its partition tag.
+                "tag_concurrency_limits": [
+                    {
+                        "key": "dagster/partition",
+                        "value": {"applyLimitPerUniqueValue": True},
+                        "limit": 1,
+                    }
+                ],
             },
         },
         "run_launcher": run_launcher_config(),

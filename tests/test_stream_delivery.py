@@ -1,0 +1,173 @@
+"""The SSE stream delivers every event exactly once, whatever order Dagster shows them in.
+
+A scripted gateway stands in for Dagster's GraphQL: the job's snapshot (runs and
+checkpoints) lags its run logs by one poll, as it does on a loaded machine, so a
+checkpoint becomes visible after a later progress line was already sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from bridge_api import create_app
+from bridge_api.dagster_gateway import JobSnapshot
+from wf_assets import tags as t
+from wf_assets.job_state import RunView
+from wf_assets.partitions import new_job_id
+
+WORKFLOW = "img-edit-to-video"
+BASE_MS = 1_790_000_000_000  # log timestamps are epoch milliseconds
+OPS = {
+    "upload": "img_edit_to_video__upload",
+    "image_edit": "img_edit_to_video__image_edit",
+    "video_generation": "img_edit_to_video__video_generation",
+}
+
+
+def _start(step: str, ms: int) -> dict:
+    return {"__typename": "ExecutionStepStartEvent", "message": "", "stepKey": OPS[step],
+            "timestamp": str(BASE_MS + ms)}  # fmt: skip
+
+
+def _line(step: str, ms: int, percent: int) -> dict:
+    return {"__typename": "LogMessageEvent", "message": f"progress {percent}% working",
+            "stepKey": OPS[step], "timestamp": str(BASE_MS + ms)}  # fmt: skip
+
+
+def _checkpoint(step: str, ms: int) -> dict:
+    done = datetime.fromtimestamp((BASE_MS + ms) / 1000, UTC).isoformat()
+    return {"output": {"url": f"/media/{step}"}, "started_at": None, "completed_at": done}
+
+
+@dataclass
+class Poll:
+    """What Dagster shows at one poll: the run's status, its log so far, its checkpoints."""
+
+    status: str
+    logs: list[dict]
+    checkpoints: dict[str, dict] = field(default_factory=dict)
+
+
+class LaggingGateway:
+    """Replays a script of polls; each `snapshot` call moves to the next poll."""
+
+    def __init__(self, job_id: str, polls: list[Poll]) -> None:
+        self.job_id, self.polls, self.index = job_id, polls, -1
+        self.run_id = "run-1"
+
+    @property
+    def poll(self) -> Poll:
+        return self.polls[min(max(self.index, 0), len(self.polls) - 1)]
+
+    def snapshot(self, job_id, specs) -> JobSnapshot:
+        self.index += 1
+        tags = t.job_tags(WORKFLOW, job_id, "local-dev", "bridge")
+        run = RunView(self.run_id, self.poll.status, tags, 1.0)
+        times = {self.run_id: {"start": 1.0, "end": None, "updated": 9.0}}
+        return JobSnapshot(job_id, [run], dict(self.poll.checkpoints), False, times, {})
+
+    def progress(self, run_id, after):
+        start = int(after or 0)
+        logs = self.poll.logs
+        return logs[start:], str(len(logs))
+
+
+def _script() -> list[Poll]:
+    """A three-step job whose checkpoints each show one poll after later log lines."""
+    logs = [
+        _start("upload", 1000),
+        _start("image_edit", 3000),  # upload's checkpoint (2000) is not visible yet
+        _line("image_edit", 3500, 40),
+        _start("video_generation", 6000),  # image_edit's checkpoint (5000) lags too
+        _line("video_generation", 7000, 50),
+    ]
+    upload, edit, video = (
+        _checkpoint("upload", 2000),
+        _checkpoint("image_edit", 5000),
+        _checkpoint("video_generation", 8000),
+    )
+    return [
+        Poll("STARTED", logs[:2]),  # read by the route's ownership check
+        Poll("STARTED", logs[:2]),
+        Poll("STARTED", logs[:4], {"upload": upload}),
+        Poll("STARTED", logs[:5], {"upload": upload, "image_edit": edit}),
+        Poll("SUCCESS", logs, {"upload": upload, "image_edit": edit, "video_generation": video}),
+    ]
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app(
+        {
+            "AUTH_MODE": "disabled",
+            "MEDIA_DIR": str(tmp_path),
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "STREAM_POLL_SECONDS": 0.0,
+            "STREAM_ACTIVE_POLL_SECONDS": 0.0,
+        }
+    )
+    return app
+
+
+def _events(app, gateway, last_event_id: str | None = None) -> list[dict]:
+    app.extensions["dagster"] = gateway
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    body = app.test_client().get(f"/jobs/{gateway.job_id}/stream", headers=headers).get_data(True)
+    events = []
+    for block in body.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append({"id": fields["id"], "event": fields["event"],
+                           "data": json.loads(fields["data"])})  # fmt: skip
+    return events
+
+
+def _identity(event: dict) -> str:
+    return json.dumps([event["event"], event["data"]], sort_keys=True)
+
+
+def test_a_checkpoint_that_shows_late_is_still_sent(app) -> None:
+    events = _events(app, LaggingGateway(new_job_id(), _script()))
+    checkpoints = [e["data"]["step_name"] for e in events if e["event"] == "checkpoint"]
+    assert sorted(checkpoints) == ["image_edit", "upload", "video_generation"]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert len(progress) == 5  # three step starts, two progress lines
+    assert events[-1]["event"] == "complete"
+    # Exactly once each, and ids never repeat.
+    assert max(Counter(_identity(e) for e in events).values()) == 1
+    assert len({e["id"] for e in events}) == len(events)
+
+
+def test_reconnect_receives_exactly_what_was_missed(app) -> None:
+    job_id = new_job_id()
+    events = _events(app, LaggingGateway(job_id, _script()))
+    for cut in range(len(events)):
+        # The job has finished by the time the client comes back.
+        finished = LaggingGateway(job_id, [_script()[-1]])
+        replay = _events(app, finished, events[cut]["id"])
+        missed = events[cut + 1 :]
+        assert Counter(map(_identity, replay)) == Counter(map(_identity, missed)), cut
+        if missed:
+            assert replay[-1]["id"] == events[-1]["id"]
+
+
+def test_reconnect_while_the_job_still_runs(app) -> None:
+    """Cut after the second event, come back while the snapshot still lags its logs."""
+    job_id = new_job_id()
+    full = _events(app, LaggingGateway(job_id, _script()))
+    first = _events(app, LaggingGateway(job_id, _script()[:2] + [_script()[-1]]))
+    cut = first[1]
+    rest = _events(app, LaggingGateway(job_id, _script()[1:]), cut["id"])
+    assert Counter(map(_identity, first[:2] + rest)) == Counter(map(_identity, full))
+
+
+def test_a_foreign_last_event_id_replays_everything(app) -> None:
+    job_id = new_job_id()
+    full = _events(app, LaggingGateway(job_id, _script()))
+    again = _events(app, LaggingGateway(job_id, _script()), "1700000000000-1-0-0")
+    assert Counter(map(_identity, again)) == Counter(map(_identity, full))
