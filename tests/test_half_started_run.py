@@ -1,0 +1,109 @@
+"""A run that has started but whose worker has not tagged itself yet.
+
+Its worker is known only by the pid on its RUN_START event (on the DagsterEvent,
+not the EventLogEntry). Reading it must neither break the retry sensor's tick
+(every other job's retry would stop) nor the launcher's health check and terminate.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+
+import dagster as dg
+import pytest
+
+from tests.retry_harness import RetryHarness
+from wf_assets import tags as t
+from wf_assets.launcher import PrewarmedRunLauncher
+from wf_assets.partitions import new_job_id
+from wf_assets.resume import ensure_partition
+from wf_assets.worker import run_worker_identity
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def half_started_run(instance: dg.DagsterInstance, spec, pid: int) -> dg.DagsterRun:
+    """A run of a new job whose RUN_START event names `pid` and that carries no wf/worker tag."""
+    job_id = new_job_id()
+    ensure_partition(instance, job_id)
+    run = dg.DagsterRun(
+        job_name=spec.job_name,
+        run_id=str(uuid.uuid4()),
+        tags=t.job_tags(spec.id, job_id, "user-2", "bridge"),
+        status=dg.DagsterRunStatus.STARTING,
+    )
+    instance.add_run(run)
+    start = dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=spec.job_name, pid=pid)
+    instance.report_dagster_event(start, run.run_id)
+    run = instance.get_run_by_id(run.run_id)
+    assert run.status == dg.DagsterRunStatus.STARTED and t.WORKER not in run.tags
+    return run
+
+
+@pytest.fixture
+def harness(instance, bench, specs) -> RetryHarness:
+    return RetryHarness(instance, bench, specs)
+
+
+def test_the_worker_is_read_from_the_run_start_event(instance, specs) -> None:
+    spec = specs["img-edit-to-video"]
+    dead = half_started_run(instance, spec, _dead_pid())
+    alive = half_started_run(instance, spec, os.getpid())
+    starts = instance.all_logs(dead.run_id, of_type=dg.DagsterEventType.RUN_START)
+    assert run_worker_identity(instance, dead).split(":")[1] == str(starts[0].dagster_event.pid)
+    assert run_worker_identity(instance, alive).split(":")[1] == str(os.getpid())
+
+
+def test_a_dead_half_started_run_is_failed_and_other_retries_go_on(harness, specs) -> None:
+    spec = specs["img-edit-to-video"]
+    instance = harness.instance
+    # Another user's job waits on a retryable failure the sensor must relaunch.
+    harness.bench.set_faults({"image_edit": {"error_type": "server_unavailable", "times": 1}})
+    waiting = harness.start(spec)
+    harness.bench.set_faults({})
+    assert harness.state(spec, waiting).status == "pending_retry"
+    dead = half_started_run(instance, spec, _dead_pid())
+    alive = half_started_run(instance, spec, os.getpid())
+
+    relaunched = []
+    for _ in range(20):  # ticks until the backoff has passed; no tick may raise
+        relaunched += [r for r in harness.tick() if r.tags[t.JOB_ID] == waiting]
+        if relaunched:
+            break
+        time.sleep(0.2)
+    assert relaunched, "the waiting job was never retried"
+    assert harness.execute(relaunched[0]).success
+    assert harness.state(spec, waiting).status == "completed"
+
+    failed = instance.get_run_by_id(dead.run_id)
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    assert failed.tags[t.ERROR_TYPE] == "server_unavailable" and failed.tags[t.RETRYABLE] == "true"
+    # Its job is now an ordinary retryable crash, not a job stuck "running".
+    assert harness.state(spec, dead.tags[t.JOB_ID]).status == "pending_retry"
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+
+
+def test_launcher_health_and_terminate_of_a_half_started_run(instance, specs) -> None:
+    spec = specs["img-edit-to-video"]
+    launcher = PrewarmedRunLauncher()
+    launcher.register_instance(instance)
+    dead = half_started_run(instance, spec, _dead_pid())
+    health = launcher.check_run_worker_health(instance.get_run_by_id(dead.run_id))
+    assert health.status.value == "FAILED"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        running = half_started_run(instance, spec, sleeper.pid)
+        health = launcher.check_run_worker_health(instance.get_run_by_id(running.run_id))
+        assert health.status.value == "RUNNING"
+        assert launcher.terminate(running.run_id) is True
+        assert sleeper.wait(timeout=30) != 0  # interrupted by the terminate
+    finally:
+        sleeper.kill()
+        sleeper.wait()
