@@ -12,7 +12,7 @@ from bridge_api.auth import auth_config_from_env, init_auth
 from bridge_api.catalog import SpecCatalog
 from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import register_error_handlers
-from bridge_api.limits import init_limits
+from bridge_api.limits import init_limits, storage_uri_from_env
 from wf_assets import settings
 
 
@@ -27,7 +27,9 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
         "SPECS_DIR": environ.get("WORKFLOW_SPECS_DIR") or None,
         "RATELIMIT_EXECUTE": environ.get("RATELIMIT_EXECUTE", "10 per minute"),
         "RATELIMIT_RETRY": environ.get("RATELIMIT_RETRY", "20 per minute"),
-        "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_STORAGE_URI": storage_uri_from_env(environ),
+        # Keeps apart the counts of deployments (or test runs) that share one Redis.
+        "RATELIMIT_KEY_PREFIX": environ.get("RATELIMIT_KEY_PREFIX", ""),
         "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
         "STREAM_ACTIVE_POLL_SECONDS": float(environ.get("STREAM_ACTIVE_POLL_SECONDS") or 0.25),
         "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),

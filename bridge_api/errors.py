@@ -42,7 +42,7 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 413:
             code = "file_too_large"
         if exc.code == 429:
-            code = "rate_limited"  # Flask-Limiter adds Retry-After to this response
+            code = "rate_limited"  # Flask-Limiter's own 429s are answered in limits.py
         body = {"error": {"code": code, "message": exc.description or exc.name}}
         # Keep the error's own headers (a 405's `Allow`), not its HTML content type.
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]

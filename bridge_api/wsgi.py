@@ -1,6 +1,6 @@
-"""WSGI entry point: `gunicorn -k gthread --threads 16 -b 0.0.0.0:5000 bridge_api.wsgi:app`.
+"""WSGI entry point, served by gunicorn with its config file (threads, JSON errors, limits):
 
-Threads, because each SSE client holds one for as long as it listens.
+gunicorn -c bridge_api/gunicorn_conf.py -b 0.0.0.0:5000 bridge_api.wsgi:app
 """
 
 from bridge_api import create_app

@@ -46,10 +46,11 @@ class BridgeServer:
             "STREAM_POLL_SECONDS": "0.25",
         }
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        # The production config with one worker: in-memory rate limits are then exact.
         argv = [
             str(gunicorn),
-            "-k",
-            "gthread",
+            "-c",
+            "bridge_api/gunicorn_conf.py",
             "--threads",
             "8",
             "-w",
