@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
+from werkzeug.exceptions import NotFound
 
 from bridge_api.auth import auth_config_from_env, init_auth
 from bridge_api.catalog import SpecCatalog
@@ -19,10 +20,12 @@ from wf_assets import settings
 def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
     """Settings from the environment (API.md's configuration table)."""
     media = environ.get("MEDIA_DIR") or str(settings.media_dir())
+    home = environ.get("DAGSTER_HOME") or str(settings.dagster_home())
     return {
         "DAGSTER_GRAPHQL_URL": environ.get("DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
         "MEDIA_DIR": media,
-        "UPLOAD_DIR": environ.get("UPLOAD_DIR") or str(Path(media) / "incoming"),
+        # Raw uploads stay out of MEDIA_DIR, which is served publicly under /media/.
+        "UPLOAD_DIR": environ.get("UPLOAD_DIR") or str(Path(home) / "uploads"),
         "MAX_UPLOAD_MB": float(environ.get("MAX_UPLOAD_MB") or 50),
         "SPECS_DIR": environ.get("WORKFLOW_SPECS_DIR") or None,
         "RATELIMIT_EXECUTE": environ.get("RATELIMIT_EXECUTE", "10 per minute"),
@@ -47,10 +50,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config_from_env(os.environ))
     if test_config:
         app.config.from_mapping(test_config)
+    # The run workers read the input from this path, whatever their working directory.
+    app.config["UPLOAD_DIR"] = str(Path(app.config["UPLOAD_DIR"]).resolve())
     max_bytes = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
     app.config["MAX_UPLOAD_BYTES"] = max_bytes
     # Werkzeug refuses a larger body before parsing it; the gate checks the file itself.
     app.config["MAX_CONTENT_LENGTH"] = max_bytes + 1024 * 1024
+    init_http_rules(app)
     init_auth(app)
     init_limits(app)
     register_error_handlers(app)
@@ -60,3 +66,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (workflows.bp, jobs.bp, stream.bp, meta.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def init_http_rules(app: Flask) -> None:
+    """No redirects for `//` in a path (a JSON 404 instead), and `nosniff` on every answer."""
+    # Before any route is added: a rule takes the map's setting when it is bound.
+    app.url_map.merge_slashes = False
+
+    @app.before_request
+    def _refuse_empty_path_segments() -> None:
+        # Werkzeug strips leading slashes before matching, so `//healthz` would still match.
+        if "//" in request.environ.get("PATH_INFO", ""):
+            raise NotFound()
+
+    @app.after_request
+    def _nosniff(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response

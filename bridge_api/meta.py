@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, send_from_directory
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, send_file
+from werkzeug.exceptions import NotFound
+from werkzeug.security import safe_join
 
 from bridge_api.openapi import openapi_document
 
 bp = Blueprint("meta", __name__)
+# The old default UPLOAD_DIR ($MEDIA_DIR/incoming) may still hold raw uploads: never served.
+LEGACY_UPLOAD_FOLDER = "incoming"
 
 
 @bp.get("/healthz")
@@ -30,5 +36,24 @@ def openapi():
 
 @bp.get("/media/<path:filename>")
 def media(filename: str):
-    """A file of local media storage; paths outside MEDIA_DIR are refused (404)."""
-    return send_from_directory(current_app.config["MEDIA_DIR"], filename, max_age=3600)
+    """A file of local media storage; anything else is the same 404."""
+    return send_file(media_file(filename), max_age=3600)
+
+
+def media_file(filename: str) -> Path:
+    """The real file of `filename`; 404 if missing, a raw upload, or really outside MEDIA_DIR."""
+    root = Path(current_app.config["MEDIA_DIR"]).resolve()
+    joined = safe_join(str(root), filename)
+    try:
+        path = Path(joined).resolve() if joined else None
+    except (OSError, ValueError):  # a NUL byte, a symlink loop
+        path = None
+    private = (Path(current_app.config["UPLOAD_DIR"]).resolve(), root / LEGACY_UPLOAD_FOLDER)
+    if (
+        path is None
+        or not path.is_relative_to(root)
+        or any(path.is_relative_to(folder) for folder in private)
+        or not path.is_file()
+    ):
+        raise NotFound()
+    return path

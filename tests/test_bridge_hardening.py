@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from bridge_api import create_app
+from bridge_api.app import config_from_env
 from tests.conftest import SAMPLE_IMAGE
+from tests.test_uploads import image_bytes
 
 WORKFLOW = "img-edit-to-video"
 
@@ -63,3 +65,77 @@ def test_a_429_says_when_its_window_resets(app) -> None:
     assert limited.status_code == 429
     assert limited.json["error"]["code"] == "rate_limited"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["//workflows/list", "/workflows//list", "//healthz", "/media//x.png", "///openapi.json"],
+)
+def test_an_empty_path_segment_is_a_json_404_not_a_redirect(app, path: str) -> None:
+    response = _get(app, path)
+    assert response.status_code == 404, path
+    assert response.json["error"]["code"] == "not_found"
+    assert "Location" not in response.headers
+
+
+def test_media_refuses_symlinks_that_leave_media_dir(app, tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("secret: dagster config")
+    jobs = tmp_path / "media" / "jobs" / "j"
+    jobs.mkdir(parents=True)
+    (jobs / "a.png").write_bytes(image_bytes("PNG"))
+    (jobs / "file-link.yaml").symlink_to(home / "dagster.yaml")
+    (tmp_path / "media" / "home").symlink_to(home, target_is_directory=True)
+    (jobs / "inside-link.png").symlink_to(jobs / "a.png")
+    for path in ("/media/jobs/j/file-link.yaml", "/media/home/dagster.yaml"):
+        response = _get(app, path)
+        assert response.status_code == 404, path
+        assert response.json["error"]["code"] == "not_found"
+        assert b"secret" not in response.data
+    assert _get(app, "/media/jobs/j/inside-link.png").status_code == 200
+    assert _get(app, "/media/jobs/j/a.png").data == image_bytes("PNG")
+
+
+def test_uploads_default_to_a_folder_outside_media(tmp_path: Path) -> None:
+    env = {"MEDIA_DIR": str(tmp_path / "media"), "DAGSTER_HOME": str(tmp_path / "home")}
+    upload_dir = Path(config_from_env(env)["UPLOAD_DIR"])
+    assert upload_dir == tmp_path / "home" / "uploads"
+    assert not upload_dir.is_relative_to(tmp_path / "media")
+
+
+@pytest.mark.parametrize("upload_dir", ["incoming", "up"], ids=["legacy-default", "configured"])
+def test_raw_uploads_are_never_served(tmp_path: Path, upload_dir: str) -> None:
+    media = tmp_path / "media"
+    app = create_app(
+        {"MEDIA_DIR": str(media), "UPLOAD_DIR": str(media / "up"), "AUTH_MODE": "disabled"}
+    )
+    raw = media / upload_dir / "0190aaaa-0000-7000-8000-000000000000" / "input.png"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(image_bytes("PNG"))
+    response = _get(app, f"/media/{raw.relative_to(media)}")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/workflows/list"),
+        ("get", "/healthz"),
+        ("get", "/nowhere"),
+        ("delete", "/workflows/list"),
+        ("post", "/workflows/execute"),
+    ],
+)
+def test_every_response_says_nosniff(app, method: str, path: str) -> None:
+    response = getattr(app.test_client(), method)(path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_too_large_body_is_still_file_too_large(tmp_path: Path) -> None:
+    app = create_app({"MEDIA_DIR": str(tmp_path), "AUTH_MODE": "disabled", "MAX_UPLOAD_MB": 1})
+    big = (io.BytesIO(b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024)), "big.jpg")
+    response = _execute(app, workflow_id=WORKFLOW, file=big)
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "file_too_large"

@@ -38,7 +38,7 @@ def app(tmp_path):
         {
             "DAGSTER_GRAPHQL_URL": f"http://127.0.0.1:{_closed_port()}/graphql",
             "MEDIA_DIR": str(tmp_path / "media"),
-            "UPLOAD_DIR": str(tmp_path / "media" / "incoming"),
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
             "AUTH_MODE": "supabase",
             "SUPABASE_JWT_SECRET": LEGACY_SECRET,
             "MAX_UPLOAD_MB": 1,
@@ -174,9 +174,7 @@ def test_bad_execute_requests_leave_nothing(app, auth, tmp_path, fields, status,
     assert response.status_code == status, response.json
     assert response.json["error"]["code"] == code
     assert response.json["error"]["message"]
-    assert not (tmp_path / "media" / "incoming").exists() or not any(
-        (tmp_path / "media" / "incoming").iterdir()
-    )
+    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
 
 
 def test_unreachable_orchestrator_is_503_and_leaves_no_file(app, auth, tmp_path) -> None:
@@ -188,7 +186,7 @@ def test_unreachable_orchestrator_is_503_and_leaves_no_file(app, auth, tmp_path)
     assert response.status_code == 503
     assert response.json["error"]["code"] == "orchestrator_unavailable"
     assert response.headers["Retry-After"]
-    assert not any((tmp_path / "media" / "incoming").iterdir())
+    assert not any((tmp_path / "uploads").iterdir())
     execution = app.test_client().get(f"/workflows/execution/{JOB}", headers=_bearer(auth))
     assert execution.status_code == 503
     health = app.test_client().get("/healthz")

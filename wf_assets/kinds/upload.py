@@ -1,18 +1,27 @@
-"""`input_upload`: take the job's input image into media storage as the first checkpoint."""
+"""`input_upload`: take the job's input image into media storage as the first checkpoint.
+
+The bridge's raw upload is deleted once its copy is stored; a receipt of the stored copy
+replaces it, so that a rerun of the step reuses that copy instead of failing.
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from resources.media_storage import media_public_id
+from resources.media_storage import StoredMedia, media_public_id
 from wf_assets.errors import HardError
 from wf_assets.kinds.base import StepContext
 
 IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MAX_PIXELS = 40_000_000
+# The bridge stores a job's upload as <UPLOAD_DIR>/<job_id>/input.<fmt> (bridge_api/jobs.py).
+UPLOAD_STEM = "input"
+RECEIPT_NAME = "stored.json"
 
 
 def read_source(source: str) -> bytes:
@@ -55,15 +64,29 @@ def sniff_image(data: bytes) -> tuple[str, int, int]:
     return fmt, width, height
 
 
+def job_upload(source: str, job_id: str) -> Path | None:
+    """The local file of `source` if it is the bridge's upload for this job, else None."""
+    parsed = urlparse(source)
+    if parsed.scheme not in ("", "file"):
+        return None
+    path = Path(parsed.path if parsed.scheme == "file" else source)
+    return path if path.parent.name == job_id and path.stem == UPLOAD_STEM else None
+
+
 def run_upload(ctx: StepContext) -> dict[str, Any]:
-    """Validate the job's input image and store it as `jobs/<job>/upload`."""
+    """Validate the job's input image, store it as `jobs/<job>/upload`, drop the raw upload."""
     if not ctx.source_path:
         raise HardError("invalid_input", "no input file was given for the upload step")
+    upload = job_upload(ctx.source_path, ctx.job_id)
+    if upload is not None and not upload.exists():
+        earlier = _stored_earlier(ctx, upload.parent / RECEIPT_NAME)
+        if earlier is not None:
+            ctx.progress(100, "Input already stored")
+            return earlier
     data = read_source(ctx.source_path)
     fmt, width, height = sniff_image(data)
     stored = ctx.media.put(media_public_id(ctx.job_id, ctx.step), data, fmt, "image")
-    ctx.progress(100, "Input stored")
-    return {
+    output = {
         "image_url": stored.url,
         "public_id": stored.public_id,
         "format": stored.format,
@@ -72,3 +95,32 @@ def run_upload(ctx: StepContext) -> dict[str, Any]:
         "width": width,
         "height": height,
     }
+    if upload is not None:
+        # Receipt first: a crash in between leaves the upload, and the step just runs again.
+        _write_receipt(upload.parent / RECEIPT_NAME, output)
+        upload.unlink(missing_ok=True)
+    ctx.progress(100, "Input stored")
+    return output
+
+
+def _stored_earlier(ctx: StepContext, receipt: Path) -> dict[str, Any] | None:
+    """The output of an earlier run of this step, if its stored copy is still there."""
+    try:
+        output = json.loads(receipt.read_text())
+        stored = StoredMedia(
+            url=output["image_url"],
+            public_id=output["public_id"],
+            format=output["format"],
+            resource_type="image",
+            bytes=output["bytes"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return output if ctx.media.exists(stored) else None
+
+
+def _write_receipt(path: Path, output: dict[str, Any]) -> None:
+    """Write the step's output beside the upload, atomically (a reader never sees half)."""
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(json.dumps(output))
+    os.replace(partial, path)
