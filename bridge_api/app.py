@@ -13,6 +13,7 @@ from bridge_api.auth import auth_config_from_env, init_auth
 from bridge_api.catalog import SpecCatalog
 from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import register_error_handlers
+from bridge_api.forms import LimitedFormRequest
 from bridge_api.limits import init_limits, storage_uri_from_env
 from wf_assets import settings
 
@@ -47,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # No static folder: Flask would add an undocumented /static/ route; media has its own.
     app = Flask(__name__, static_folder=None)
+    app.request_class = LimitedFormRequest
     app.config.from_mapping(config_from_env(os.environ))
     if test_config:
         app.config.from_mapping(test_config)

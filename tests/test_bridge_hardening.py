@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 from pathlib import Path
 
@@ -133,9 +134,33 @@ def test_every_response_says_nosniff(app, method: str, path: str) -> None:
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_huge_options_field_is_form_too_large_not_file_too_large(app) -> None:
+    options = json.dumps({"prompts": {"image_edit": "x" * 1_000_000}})
+    response = _execute(app, workflow_id=WORKFLOW, options=options, file=_sample())
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "form_too_large"
+    assert "field" in response.json["error"]["message"]
+
+
+def test_a_form_of_thousands_of_parts_is_form_too_large(app) -> None:
+    response = _execute(app, workflow_id=WORKFLOW, pad=["x"] * 5000, file=_sample())
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "form_too_large"
+    assert "parts" in response.json["error"]["message"]
+
+
 def test_a_too_large_body_is_still_file_too_large(tmp_path: Path) -> None:
     app = create_app({"MEDIA_DIR": str(tmp_path), "AUTH_MODE": "disabled", "MAX_UPLOAD_MB": 1})
     big = (io.BytesIO(b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024)), "big.jpg")
     response = _execute(app, workflow_id=WORKFLOW, file=big)
     assert response.status_code == 413
     assert response.json["error"]["code"] == "file_too_large"
+
+
+def test_an_over_long_prompt_is_422_naming_the_field(app) -> None:
+    options = json.dumps({"prompts": {"image_edit": "x" * 4001}})
+    response = _execute(app, workflow_id=WORKFLOW, options=options, file=_sample())
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_options"
+    assert response.json["error"]["field"] == "options.prompts.image_edit"
+    assert "at most 4,000" in response.json["error"]["message"]

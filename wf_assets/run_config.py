@@ -6,6 +6,9 @@ from typing import Any
 
 from wf_assets.specs import WorkflowSpec
 
+# Longer is a mistake (or an attempt to run up the provider's bill), not a prompt.
+MAX_PROMPT_CHARS = 4000
+
 
 class OptionsError(ValueError):
     """Options that name an unknown step or a model the step does not support."""
@@ -36,8 +39,9 @@ def validate_options(spec: WorkflowSpec, options: Any) -> dict[str, dict[str, st
                 raise OptionsError(at, f"unknown step {step!r} in workflow {spec.id!r}")
             if not isinstance(value, str) or not value.strip():
                 raise OptionsError(at, "must be a non-empty string")
-            if len(value) > 4000:
-                raise OptionsError(at, "is longer than 4000 characters")
+            if len(value) > MAX_PROMPT_CHARS:
+                message = f"is {len(value):,} characters long; at most {MAX_PROMPT_CHARS:,}"
+                raise OptionsError(at, message)
             if section == "models" and value not in spec.supported_models.get(step, []):
                 allowed = ", ".join(spec.supported_models.get(step, [])) or "none"
                 raise OptionsError(at, f"model {value!r} is not supported (supported: {allowed})")
