@@ -22,7 +22,8 @@ def healthz():
     reachable = gateway.reachable()
     body = {
         "status": "ok" if reachable else "degraded",
-        "orchestrator": {"url": gateway.graphql_url, "reachable": reachable},
+        # Not the GraphQL address: this route is public and that address is internal.
+        "orchestrator": {"reachable": reachable},
         "auth_mode": current_app.config.get("AUTH_MODE", "supabase"),
     }
     return jsonify(body), 200 if reachable else 503

@@ -170,7 +170,7 @@ SCHEMAS: dict[str, Schema] = {
     "Health": obj(
         {
             "status": string(enum=["ok", "degraded"]),
-            "orchestrator": obj({"url": string(), "reachable": {"type": "boolean"}}),
+            "orchestrator": obj({"reachable": {"type": "boolean"}}),
             "auth_mode": string(),
         }
     ),

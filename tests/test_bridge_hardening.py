@@ -164,3 +164,11 @@ def test_an_over_long_prompt_is_422_naming_the_field(app) -> None:
     assert response.json["error"]["code"] == "invalid_options"
     assert response.json["error"]["field"] == "options.prompts.image_edit"
     assert "at most 4,000" in response.json["error"]["message"]
+
+
+def test_healthz_does_not_show_the_orchestrators_address(app) -> None:
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["orchestrator"] == {"reachable": False}
+    assert app.config["DAGSTER_GRAPHQL_URL"].encode() not in response.data
+    assert b"127.0.0.1" not in response.data
