@@ -10,9 +10,10 @@ from __future__ import annotations
 import dagster as dg
 
 from wf_assets.asset_keys import asset_key_for
-from wf_assets.tags import CANCEL_MARKER, cancel_description
 from wf_assets.job_state import ACTIVE
 from wf_assets.specs import WorkflowSpec
+from wf_assets.tags import CANCEL_MARKER, cancel_description
+
 
 def marker_asset_key(spec: WorkflowSpec) -> dg.AssetKey:
     """The asset that carries the cancel mark: the workflow's first step."""
