@@ -235,3 +235,99 @@ def test_early_cancel_stops_the_job(env, delay) -> None:
         assert _status(env, job_id) == "cancelled"
         assert _started_after(env, job_id, answer.answered_at) == []
         assert _materializations(env, job_id, "video_generation") == 0
+
+
+class LosingProxy:
+    """A loopback HTTP proxy to dagster-webserver that loses the answer to run launches.
+
+    mode "late": the launch reaches Dagster, its answer comes after the client gave up;
+    mode "drop": the launch never reaches Dagster and the connection hangs.
+    """
+
+    def __init__(self, upstream: str, mode: str, hold: float) -> None:
+        import http.server
+
+        import httpx
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                launch = b"launchPipelineExecution" in body
+                if launch and proxy.mode == "drop":
+                    time.sleep(proxy.hold)
+                    return
+                answer = httpx.post(
+                    upstream, content=body, headers={"Content-Type": "application/json"}
+                )
+                if launch:
+                    time.sleep(proxy.hold)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args):
+                pass
+
+        self.mode, self.hold = mode, hold
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/graphql"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LosingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _app_through(env, proxy: LosingProxy, uploads: Path):
+    from bridge_api.dagster_gateway import DagsterGateway
+
+    app = create_app(
+        {
+            "DAGSTER_GRAPHQL_URL": proxy.url,
+            "MEDIA_DIR": env["app"].config["MEDIA_DIR"],
+            "UPLOAD_DIR": str(uploads),
+            "AUTH_MODE": "disabled",
+        }
+    )
+    app.extensions["dagster"] = DagsterGateway(proxy.url, timeout=1.5)
+    return app
+
+
+def _post_execute(app):
+    data = {"workflow_id": WORKFLOW, "file": (io.BytesIO(SAMPLE_IMAGE.read_bytes()), "a.jpg")}
+    return app.test_client().post(
+        "/workflows/execute", data=data, content_type="multipart/form-data"
+    )
+
+
+def test_a_launch_whose_answer_is_lost_is_still_reported(env, tmp_path) -> None:
+    with LosingProxy(env["stack"].graphql_url, "late", hold=4) as proxy:
+        app = _app_through(env, proxy, tmp_path)
+        response = _post_execute(app)
+    assert response.status_code == 202, response.json
+    job_id = response.json["job_id"]
+    runs = env["stack"].instance.get_runs(dg.RunsFilter(tags={t.JOB_ID: job_id}))
+    assert [r.run_id for r in runs] == [response.json["execution_id"]]
+    assert _wait_all(env, [job_id], {"completed"})[job_id] == "completed"
+
+
+def test_a_launch_that_never_arrived_is_undone_with_a_clean_503(env, tmp_path) -> None:
+    partitions_before = set(env["stack"].instance.get_dynamic_partitions("jobs"))
+    with LosingProxy(env["stack"].graphql_url, "drop", hold=4) as proxy:
+        app = _app_through(env, proxy, tmp_path)
+        response = _post_execute(app)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    text = json.dumps(response.json)
+    for leak in ("mutation", "wf/", "dagster/", str(tmp_path), "/graphql", "Traceback"):
+        assert leak not in text, text
+    assert list(tmp_path.rglob("*.*")) == []  # the upload is gone
+    assert set(env["stack"].instance.get_dynamic_partitions("jobs")) == partitions_before
