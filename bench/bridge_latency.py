@@ -60,13 +60,13 @@ from werkzeug.serving import make_server
 # an __init__.py maps it as a namespace package when the repo root is not on sys.path.
 from bridge_api.app import create_app
 from bridge_api.dagster_gateway import CANCEL_MARK, JOB_SNAPSHOT
-from wf_assets import tags as t
-from wf_assets.instance import DEQUEUE_INTERVAL_SECONDS, MAX_CONCURRENT_RUNS, prepare_instance
-from wf_assets.partitions import JOBS_PARTITIONS_NAME, new_job_id
-from wf_assets.run_config import build_run_config
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import WorkflowSpec, load_specs
-from wf_assets.stack import DagsterStack, free_port
+from runtime.instance import DEQUEUE_INTERVAL_SECONDS, MAX_CONCURRENT_RUNS, prepare_instance
+from runtime.stack import DagsterStack, free_port
+from wf_core import tags as t
+from wf_core.job_ids import JOBS_PARTITIONS_NAME, new_job_id
+from wf_core.run_config import build_run_config
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import WorkflowSpec, load_specs
 
 WORKFLOW_ID = "img-edit-to-video"
 SAMPLE = REPO_ROOT / "samples" / "sample.jpg"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from wf_assets import tags as t
+from runtime.stack import DagsterStack
 from wf_assets.job_runs import job_run_views
-from wf_assets.partitions import new_job_id
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import load_specs
-from wf_assets.stack import DagsterStack
+from wf_core import tags as t
+from wf_core.job_ids import new_job_id
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import load_specs
 
 SAMPLE = REPO_ROOT / "samples" / "sample.jpg"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from wf_assets.instance import MAX_CONCURRENT_RUNS
-from wf_assets.partitions import new_job_id
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import WorkflowSpec, load_specs
-from wf_assets.stack import TERMINAL_STATUSES, DagsterStack
+from runtime.instance import MAX_CONCURRENT_RUNS
+from runtime.stack import TERMINAL_STATUSES, DagsterStack
+from wf_core.job_ids import new_job_id
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import WorkflowSpec, load_specs
 
 WORKFLOW_ID = "img-edit-to-video"
 SAMPLE = REPO_ROOT / "samples" / "sample.jpg"

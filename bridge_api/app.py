@@ -15,7 +15,7 @@ from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import register_error_handlers
 from bridge_api.forms import LimitedFormRequest
 from bridge_api.limits import init_limits, storage_uri_from_env
-from wf_assets import settings
+from wf_core import settings
 
 
 def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the bridge app; `test_config` overrides settings in tests."""
     from bridge_api import jobs, meta, stream, workflows
-    from wf_assets.build import retry_settings_from_env
+    from wf_core.retry_policy import retry_settings_from_env
 
     # No static folder: Flask would add an undocumented /static/ route; media has its own.
     app = Flask(__name__, static_folder=None)

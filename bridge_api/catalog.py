@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from wf_assets.settings import specs_dir
-from wf_assets.specs import WorkflowSpec, load_specs
+from wf_core.settings import specs_dir
+from wf_core.specs import WorkflowSpec, load_specs
 
 
 class SpecCatalog:

@@ -19,10 +19,10 @@ import httpx
 import yaml
 
 from bridge_api.errors import ApiError
-from wf_assets import tags as t
-from wf_assets.job_state import RunView
-from wf_assets.specs import WorkflowSpec
-from wf_assets.tags import CANCEL_MARKER
+from wf_core import tags as t
+from wf_core.job_state import RunView
+from wf_core.specs import WorkflowSpec
+from wf_core.tags import CANCEL_MARKER
 
 LOCATION = "workflows"
 REPOSITORY = "__repository__"

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge_api.dagster_gateway import JobSnapshot
-from sensors.retry_rules import RetrySettings, backoff_delay, parse_time
-from wf_assets import tags as t
-from wf_assets.job_state import JobState, RunView, derive_job_state
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.job_state import JobState, RunView, derive_job_state
+from wf_core.retry_policy import RetrySettings, backoff_delay, parse_time
+from wf_core.specs import WorkflowSpec
 
 
 def iso(epoch: float | None) -> str | None:

@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from bridge_api.errors import ApiError
-from wf_assets.run_config import MAX_PROMPT_CHARS
+from wf_core.run_config import MAX_PROMPT_CHARS
 
 
 class _DelimiterCounter:

@@ -15,13 +15,13 @@ from bridge_api.errors import ApiError
 from bridge_api.execution_view import execution_view, job_state
 from bridge_api.limits import execute_limit, limiter, retry_limit, user_key
 from bridge_api.uploads import inspect_upload
-from wf_assets import tags as t
-from wf_assets.control import JobStateError, check_cancellable, plan_manual_retry
-from wf_assets.job_state import ACTIVE, duplicate_of
-from wf_assets.partitions import is_job_id, new_job_id
-from wf_assets.run_config import OptionsError, build_run_config, validate_options
-from wf_assets.specs import WorkflowSpec
-from wf_assets.tags import cancel_description
+from wf_core import tags as t
+from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
+from wf_core.job_ids import is_job_id, new_job_id
+from wf_core.job_state import ACTIVE, duplicate_of
+from wf_core.run_config import OptionsError, build_run_config, validate_options
+from wf_core.specs import WorkflowSpec
+from wf_core.tags import cancel_description
 
 bp = Blueprint("jobs", __name__, url_prefix="/workflows")
 

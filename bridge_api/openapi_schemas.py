@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wf_assets.errors import PERMANENT_TYPES, RETRYABLE_TYPES
+from wf_core.errors import PERMANENT_TYPES, RETRYABLE_TYPES
 
 # The status words of API.md, in its order: they are the frontend's contract.
 JOB_STATUSES = ["pending", "running", "completed", "failed", "pending_retry", "cancelled"]

@@ -24,9 +24,9 @@ from bridge_api.auth import require_user
 from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.execution_view import job_state, next_retry_at
 from bridge_api.jobs import load_owned_job
-from wf_assets import tags as t
-from wf_assets.job_state import ACTIVE, counted_runs
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.job_state import ACTIVE, counted_runs
+from wf_core.specs import WorkflowSpec
 
 bp = Blueprint("stream", __name__)
 # Order inside one batch of new events: time, then kind, then position.

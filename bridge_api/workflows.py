@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from wf_assets.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows")
 

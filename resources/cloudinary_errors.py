@@ -10,7 +10,7 @@ import httpx
 import urllib3.exceptions
 from cloudinary import exceptions as cld
 
-from wf_assets.errors import HardError, RetryableError, WorkflowError
+from wf_core.errors import HardError, RetryableError, WorkflowError
 
 PROVIDER = "cloudinary"
 

@@ -11,14 +11,9 @@ import cloudinary.uploader
 import httpx
 from pydantic import Field
 
-from resources.cloudinary_errors import (
-    PROVIDER,
-    from_httpx_error,
-    from_response,
-    from_sdk_error,
-)
+from resources.cloudinary_errors import PROVIDER, from_httpx_error, from_response, from_sdk_error
 from resources.media_storage import MediaStorage, ResourceType, StoredMedia
-from wf_assets.errors import RetryableError
+from wf_core.errors import RetryableError
 
 
 class CloudinaryMediaStorage(MediaStorage):

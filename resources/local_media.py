@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from resources.json_files import write_bytes_atomic
 from resources.media_storage import CONTENT_TYPES, MediaStorage, ResourceType, StoredMedia
-from wf_assets.errors import HardError, RetryableError
+from wf_core.errors import HardError, RetryableError
 
 PROVIDER = "local_media"
 
@@ -44,7 +44,7 @@ class LocalMediaStorage(MediaStorage):
     ) -> StoredMedia:
         path = self.path_of(public_id, fmt)
         try:
-            self._write(path, data)
+            write_bytes_atomic(path, data)
         except OSError as exc:
             raise storage_fault("store", exc) from None
         return StoredMedia(
@@ -54,19 +54,6 @@ class LocalMediaStorage(MediaStorage):
             resource_type=resource_type,
             bytes=len(data),
         )
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside, then rename: a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def read(self, media: StoredMedia) -> bytes:
         path = self.path_of(media.public_id, media.format)

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from resources.media_storage import MediaStorage
 from resources.model_provider import GeneratedMedia, GenerationRequest, ModelProvider, ProgressFn
-from wf_assets.errors import RETRYABLE_TYPES, HardError, RetryableError
+from wf_core.errors import RETRYABLE_TYPES, HardError, RetryableError
 
 VIDEO_SECONDS = 2.0
 VIDEO_FPS = 12

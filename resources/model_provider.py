@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from resources.media_storage import MediaStorage, StoredMedia
-from wf_assets.errors import HardError
+from wf_core.errors import HardError
 
 if TYPE_CHECKING:
-    from wf_assets.models import ModelSpec
+    from wf_core.models import ModelSpec
 
 ProgressFn = Callable[[int, str], None]
 
@@ -68,7 +68,7 @@ class ModelProvider(dg.ConfigurableResource, ABC):
         """The registry entry of the request's model; model_not_found before any call."""
         # Imported here: the registry validates its tasks against the step kinds, which
         # import this module.
-        from wf_assets.models import MODELS
+        from wf_core.models import MODELS
 
         model = MODELS.get(request.model)
         details = {"provider": self.provider_name, "model": request.model}

@@ -14,7 +14,7 @@ from typing import Any
 
 from upath import UPath
 
-from wf_assets.checkpoints import write_json_atomic
+from resources.json_files import write_json_atomic
 
 RUNNING = frozenset({"starting", "processing"})
 # A prediction in one of these states will never give us an output: make a new one.

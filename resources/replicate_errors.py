@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from wf_assets.errors import HardError, RetryableError, WorkflowError
+from wf_core.errors import HardError, RetryableError, WorkflowError
 
 PROVIDER = "replicate"
 DEFAULT_RETRY_AFTER = 10.0

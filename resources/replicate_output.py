@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 from resources.media_storage import CONTENT_TYPES
 from resources.mp4_info import mp4_duration
-from wf_assets.errors import HardError
+from wf_core.errors import HardError
 
 FORMATS = {
     "jpeg": "jpg",

@@ -21,8 +21,8 @@ from resources.prediction_ledger import (
 from resources.replicate_api import ReplicateApi
 from resources.replicate_errors import PROVIDER, deadline_error, error_from_prediction
 from resources.replicate_output import output_format, output_urls, progress_of, video_duration
-from wf_assets.errors import RetryableError
-from wf_assets.models import ModelSpec
+from wf_core.errors import RetryableError
+from wf_core.models import ModelSpec
 
 
 class ReplicateModelProvider(ModelProvider):

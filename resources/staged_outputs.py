@@ -17,10 +17,10 @@ from typing import Any
 import dagster as dg
 from upath import UPath
 
+from resources.json_files import write_json_atomic
 from resources.model_provider import GeneratedMedia, GenerationRequest
-from wf_assets.checkpoints import write_json_atomic
-from wf_assets.errors import RetryableError
-from wf_assets.settings import checkpoint_url
+from wf_core.errors import RetryableError
+from wf_core.settings import checkpoint_url
 
 
 def staging_url(configured: str | None = None) -> str:

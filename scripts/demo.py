@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from wf_assets import settings
-from wf_assets.specs import WorkflowSpec, load_specs
-from wf_assets.stack import DagsterStack, free_port, port_is_free
+from runtime.stack import DagsterStack, free_port, port_is_free
+from wf_core import settings
+from wf_core.specs import WorkflowSpec, load_specs
 
 DEFAULT_PORT = 3000
 

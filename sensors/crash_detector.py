@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from wf_assets import tags as t
-from wf_assets.resume import completed_steps, steps_to_run
-from wf_assets.specs import WorkflowSpec
-from wf_assets.worker import run_worker_identity, worker_alive
+from runtime.worker import run_worker_identity, worker_alive
+from wf_assets.resume import completed_steps
+from wf_core import tags as t
+from wf_core.job_state import steps_to_run
+from wf_core.specs import WorkflowSpec
 
 # A run that has not yet recorded its worker is given this long to do so.
 UNIDENTIFIED_GRACE_SECONDS = 30.0

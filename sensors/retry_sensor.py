@@ -24,17 +24,17 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from resources.model_provider import ModelProvider
-from sensors.circuit_breaker import BreakerBoard
 from sensors.crash_detector import crash_tags, fail_dead_runs
-from sensors.retry_rules import Decision, RetrySettings, decide, quota_key
-from wf_assets import tags as t
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.cancellation import is_cancelled
-from wf_assets.control import plan_retry
 from wf_assets.job_runs import job_run_views, run_view
-from wf_assets.job_state import ACTIVE, JobState, counted_runs, derive_job_state
 from wf_assets.resume import completed_steps
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.circuit_breaker import BreakerBoard
+from wf_core.control import plan_retry
+from wf_core.job_state import ACTIVE, JobState, counted_runs, derive_job_state
+from wf_core.retry_policy import Decision, RetrySettings, decide, quota_key
+from wf_core.specs import WorkflowSpec
 
 RETRY_SENSOR_NAME = "workflow_retry_sensor"
 PAGE = 500

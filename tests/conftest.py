@@ -13,11 +13,11 @@ import pytest
 
 from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
+from runtime.instance import write_instance_yaml
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY
-from wf_assets.instance import write_instance_yaml
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import WorkflowSpec, load_specs
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import WorkflowSpec, load_specs
 
 SAMPLE_IMAGE = REPO_ROOT / "samples" / "sample.jpg"
 PG_SERVER_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -77,9 +77,9 @@ def run_job(
 ) -> dg.ExecuteInProcessResult:
     """Add a job's partition and materialize its whole workflow in process."""
     from wf_assets.factory import build_workflow_assets
-    from wf_assets.partitions import new_job_id
     from wf_assets.resume import ensure_partition
-    from wf_assets.run_config import build_run_config
+    from wf_core.job_ids import new_job_id
+    from wf_core.run_config import build_run_config
 
     job_id = job_id or new_job_id()
     ensure_partition(instance, job_id)

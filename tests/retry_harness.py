@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from sensors.retry_rules import RetrySettings
 from sensors.retry_sensor import make_retry_sensor
 from tests.conftest import SAMPLE_IMAGE, Workbench
-from wf_assets import tags as t
-from wf_assets.factory import asset_key_for, build_workflow_assets, build_workflow_job
+from wf_assets.asset_keys import asset_key_for
+from wf_assets.factory import build_workflow_assets, build_workflow_job
 from wf_assets.job_runs import load_job_state
-from wf_assets.job_state import JobState
-from wf_assets.partitions import new_job_id
 from wf_assets.resume import ensure_partition
-from wf_assets.run_config import build_run_config
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.job_ids import new_job_id
+from wf_core.job_state import JobState
+from wf_core.retry_policy import RetrySettings
+from wf_core.run_config import build_run_config
+from wf_core.specs import WorkflowSpec
 
 FAST = RetrySettings(
     backoff_base=0.4,

@@ -8,8 +8,8 @@ import uuid
 import dagster as dg
 import pytest
 
-from wf_assets.archive import archive_jobs
-from wf_assets.partitions import JOBS_PARTITIONS_NAME, is_job_id, job_id_created_at, new_job_id
+from runtime.archive import archive_jobs
+from wf_core.job_ids import JOBS_PARTITIONS_NAME, is_job_id, job_id_created_at, new_job_id
 
 
 def test_job_ids_are_time_ordered_uuid7() -> None:

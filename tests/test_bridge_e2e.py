@@ -9,11 +9,11 @@ import time
 import pytest
 
 from bridge_api import create_app
+from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.supabase_auth import FakeSupabaseAuth
 from tests.test_uploads import image_bytes, png_declaring
-from wf_assets.partitions import JOBS_PARTITIONS_NAME
-from wf_assets.stack import DagsterStack
+from wf_core.job_ids import JOBS_PARTITIONS_NAME
 
 OTHER_USER = "0b6f4f8e-1111-4222-8333-944455556666"
 SAMPLE_PNG = image_bytes("PNG", (64, 48))

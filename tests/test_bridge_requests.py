@@ -13,7 +13,7 @@ from bridge_api import create_app
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.supabase_auth import LEGACY_SECRET, FakeSupabaseAuth
 from tests.test_uploads import png_declaring
-from wf_assets.partitions import new_job_id
+from wf_core.job_ids import new_job_id
 
 JOB = new_job_id()
 PROTECTED = [

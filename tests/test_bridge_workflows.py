@@ -7,7 +7,7 @@ import shutil
 import yaml
 
 from bridge_api import create_app
-from wf_assets.settings import REPO_ROOT
+from wf_core.settings import REPO_ROOT
 
 
 def test_list_has_api_md_fields() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from definitions import build_resources
 from resources.cloudinary_storage import CloudinaryMediaStorage
 from resources.replicate_provider import ReplicateModelProvider
 from tests.conftest import run_job
 from tests.fakes.cloudinary_server import FakeCloudinary
-from tests.fakes.replicate_fixtures import fake  # noqa: F401  (the fake Replicate fixture)
-from wf_assets.build import build_resources
-from wf_assets.partitions import new_job_id
+from tests.fakes.replicate_fixtures import fake  # noqa: F401  (the fake Replicate fixture
+from wf_core.job_ids import new_job_id
 
 
 def test_seed_workflow_on_replicate_and_cloudinary(fake, specs, tmp_path, monkeypatch) -> None:  # noqa: F811

@@ -18,11 +18,11 @@ from resources.cloudinary_storage import CloudinaryMediaStorage
 from resources.media_storage import media_public_id
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.cloudinary_server import FakeCloudinary
-from wf_assets.errors import HardError, RetryableError, WorkflowError, classify
 from wf_assets.factory import build_workflow_assets
-from wf_assets.partitions import new_job_id
 from wf_assets.resume import ensure_partition
-from wf_assets.run_config import build_run_config
+from wf_core.errors import HardError, RetryableError, WorkflowError, classify
+from wf_core.job_ids import new_job_id
+from wf_core.run_config import build_run_config
 
 
 @pytest.fixture

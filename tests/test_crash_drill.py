@@ -11,13 +11,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
-from wf_assets import tags as t
-from wf_assets.factory import asset_key_for
+from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import job_run_views, load_job_state
-from wf_assets.partitions import new_job_id
-from wf_assets.specs import load_specs
-from wf_assets.stack import DagsterStack
+from wf_core import tags as t
+from wf_core.job_ids import new_job_id
+from wf_core.specs import load_specs
 
 
 def _wait(predicate, timeout: float, what: str):

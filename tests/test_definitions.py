@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from wf_assets.build import build_definitions
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import load_specs
+from definitions import build_definitions
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import load_specs
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 

@@ -13,9 +13,9 @@ import dagster as dg
 import pytest
 
 from tests.retry_harness import RetryHarness
-from wf_assets import tags as t
-from wf_assets.control import plan_manual_retry
 from wf_assets.factory import build_workflow_assets
+from wf_core import tags as t
+from wf_core.control import plan_manual_retry
 
 
 @pytest.fixture

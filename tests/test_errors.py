@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wf_assets.errors import (
-    PERMANENT_TYPES,
-    RETRYABLE_TYPES,
-    HardError,
-    RetryableError,
-    classify,
-)
+from wf_core.errors import PERMANENT_TYPES, RETRYABLE_TYPES, HardError, RetryableError, classify
 
 
 def test_taxonomy_is_api_md() -> None:

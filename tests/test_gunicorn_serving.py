@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from wf_assets.settings import REPO_ROOT
-from wf_assets.stack import free_port
+from runtime.stack import free_port
+from wf_core.settings import REPO_ROOT
 
 CONFIG = "bridge_api/gunicorn_conf.py"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))

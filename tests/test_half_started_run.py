@@ -15,12 +15,12 @@ import uuid
 import dagster as dg
 import pytest
 
+from runtime.launcher import PrewarmedRunLauncher
+from runtime.worker import run_worker_identity
 from tests.retry_harness import RetryHarness
-from wf_assets import tags as t
-from wf_assets.launcher import PrewarmedRunLauncher
-from wf_assets.partitions import new_job_id
 from wf_assets.resume import ensure_partition
-from wf_assets.worker import run_worker_identity
+from wf_core import tags as t
+from wf_core.job_ids import new_job_id
 
 
 def _dead_pid() -> int:

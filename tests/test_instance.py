@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from wf_assets.instance import instance_config, postgres_storage, write_instance_yaml
+from runtime.instance import instance_config, postgres_storage, write_instance_yaml
 
 
 def test_postgres_url_uses_the_psycopg2_scheme() -> None:

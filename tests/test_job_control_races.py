@@ -19,9 +19,9 @@ import dagster as dg
 import pytest
 
 from bridge_api import create_app
+from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
-from wf_assets import tags as t
-from wf_assets.stack import DagsterStack
+from wf_core import tags as t
 
 TRIALS = 20
 WORKFLOW = "img-edit-to-video"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wf_assets import tags as t
-from wf_assets.job_state import RunView, derive_job_state
+from wf_core import tags as t
+from wf_core.job_state import RunView, derive_job_state
 
 ALL = {"upload", "image_edit", "video_generation"}
 

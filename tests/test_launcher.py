@@ -13,14 +13,14 @@ import dagster as dg
 import pytest
 import yaml
 
+from runtime.launcher import PrewarmedRunLauncher
+from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
-from wf_assets import tags as t
-from wf_assets.factory import asset_key_for
-from wf_assets.launcher import PrewarmedRunLauncher
-from wf_assets.partitions import new_job_id
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import load_spec
-from wf_assets.stack import DagsterStack
+from wf_assets.asset_keys import asset_key_for
+from wf_core import tags as t
+from wf_core.job_ids import new_job_id
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import load_spec
 
 RELOAD = """mutation($name: String!) {
   reloadRepositoryLocation(repositoryLocationName: $name) { __typename } }"""

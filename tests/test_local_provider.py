@@ -11,7 +11,7 @@ from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
 from resources.model_provider import GenerationRequest
 from tests.conftest import SAMPLE_IMAGE
-from wf_assets.errors import HardError, RetryableError
+from wf_core.errors import HardError, RetryableError
 
 
 @pytest.fixture

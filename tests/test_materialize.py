@@ -9,8 +9,8 @@ import imageio_ffmpeg
 from PIL import Image
 
 from tests.conftest import run_job
-from wf_assets.partitions import new_job_id
 from wf_assets.resume import completed_steps
+from wf_core.job_ids import new_job_id
 
 
 def _run(spec, bench, instance, job_id, options=None):

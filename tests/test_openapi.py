@@ -21,9 +21,9 @@ from schemathesis.checks import (
 
 from bridge_api import create_app
 from bridge_api.openapi_schemas import ERROR_TYPES
+from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
-from wf_assets.errors import ERROR_TYPES as TAXONOMY
-from wf_assets.stack import DagsterStack
+from wf_core.errors import ERROR_TYPES as TAXONOMY
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 # Filled by `env`: job ids, media files and workflow ids that exist, for the fuzzer to use too.

@@ -17,7 +17,7 @@ from resources.replicate_errors import (
     problem,
     retry_after,
 )
-from wf_assets.errors import RetryableError
+from wf_core.errors import RetryableError
 
 
 def _problem(status: int, detail: str, **more) -> bytes:

@@ -9,7 +9,7 @@ from resources.replicate_errors import DEFAULT_RETRY_AFTER
 from tests.fakes import replicate_fixtures as fx
 from tests.fakes.replicate_server import THROTTLED, Fault, Script, closed_port
 from tests.fakes.sample_media import MP4_SECONDS, png_bytes
-from wf_assets.errors import WorkflowError
+from wf_core.errors import WorkflowError
 
 # The shared fixtures, bound here so that they stay local to these modules.
 fake, provider, provider_config = fx.fake, fx.provider, fx.provider_config

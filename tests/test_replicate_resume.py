@@ -15,8 +15,8 @@ from resources.model_provider import GenerationRequest
 from tests.fakes import replicate_fixtures as fx
 from tests.fakes.replicate_server import Fault, Script
 from tests.fakes.sample_media import png_bytes
-from wf_assets.errors import WorkflowError
-from wf_assets.settings import REPO_ROOT
+from wf_core.errors import WorkflowError
+from wf_core.settings import REPO_ROOT
 
 # The shared fixtures, bound here so that they stay local to these modules.
 fake, provider, provider_config = fx.fake, fx.provider, fx.provider_config

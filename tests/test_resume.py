@@ -8,10 +8,12 @@ from __future__ import annotations
 import dagster as dg
 
 from tests.conftest import SAMPLE_IMAGE, run_job
-from wf_assets.factory import asset_key_for, build_workflow_assets
-from wf_assets.partitions import new_job_id
-from wf_assets.resume import completed_steps, ensure_partition, first_step_to_run, steps_to_run
-from wf_assets.run_config import build_run_config
+from wf_assets.asset_keys import asset_key_for
+from wf_assets.factory import build_workflow_assets
+from wf_assets.resume import completed_steps, ensure_partition
+from wf_core.job_ids import new_job_id
+from wf_core.job_state import first_step_to_run, steps_to_run
+from wf_core.run_config import build_run_config
 
 
 def _failure_metadata(instance: dg.DagsterInstance, run_id: str) -> dict:

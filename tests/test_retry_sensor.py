@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.retry_harness import RetryHarness
-from wf_assets import tags as t
+from wf_core import tags as t
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_fallback_model_at_once_on_quota(harness, bench, specs) -> None:
 
 def test_cancelled_job_is_not_retried(harness, bench, specs, instance) -> None:
     from wf_assets.cancellation import cancel_job
-    from wf_assets.control import JobStateError, check_cancellable, plan_manual_retry
+    from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
 
     spec = specs["style-transfer-video"]
     bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})

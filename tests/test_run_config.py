@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wf_assets.run_config import OptionsError, build_run_config
+from wf_core.run_config import OptionsError, build_run_config
 
 
 def test_options_become_op_config(specs) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import SpecError, load_spec, load_specs
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import SpecError, load_spec, load_specs
 
 SHIPPED = sorted((REPO_ROOT / "workflow_specs").glob("*.yaml"))
 BASE = yaml.safe_load((REPO_ROOT / "workflow_specs" / "img-edit-to-video.yaml").read_text())

@@ -10,12 +10,12 @@ import dagster as dg
 import imageio_ffmpeg
 import pytest
 
-from wf_assets.factory import asset_key_for
-from wf_assets.partitions import new_job_id
-from wf_assets.settings import REPO_ROOT
-from wf_assets.specs import WorkflowSpec, load_specs
-from wf_assets.stack import DagsterStack
-from wf_assets.tags import JOB_ID, LAUNCHED_BY, PARTITION, USER, WORKFLOW
+from runtime.stack import DagsterStack
+from wf_assets.asset_keys import asset_key_for
+from wf_core.job_ids import new_job_id
+from wf_core.settings import REPO_ROOT
+from wf_core.specs import WorkflowSpec, load_specs
+from wf_core.tags import JOB_ID, LAUNCHED_BY, PARTITION, USER, WORKFLOW
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,7 +9,7 @@ import pytest
 from resources.media_storage import StoredMedia
 from resources.model_provider import GeneratedMedia, GenerationRequest
 from resources.staged_outputs import StagedOutputs, request_digest, staging_url
-from wf_assets.errors import RetryableError
+from wf_core.errors import RetryableError
 
 SOURCE = StoredMedia("/media/jobs/j1/upload.jpg", "jobs/j1/upload", "jpg", "image", 10)
 REQUEST = GenerationRequest("j1", "edit", "image_edit", "nano-banana", "make it blue", SOURCE)

@@ -14,12 +14,14 @@ import pytest
 from resources.local_media import LocalMediaStorage
 from resources.media_storage import StoredMedia
 from tests.conftest import SAMPLE_IMAGE, Workbench, run_job
-from wf_assets.errors import HardError, RetryableError
-from wf_assets.factory import asset_key_for, build_workflow_assets
-from wf_assets.partitions import new_job_id
-from wf_assets.resume import completed_steps, ensure_partition, steps_to_run
-from wf_assets.run_config import build_run_config
-from wf_assets.tags import ERROR_MESSAGE
+from wf_assets.asset_keys import asset_key_for
+from wf_assets.factory import build_workflow_assets
+from wf_assets.resume import completed_steps, ensure_partition
+from wf_core.errors import HardError, RetryableError
+from wf_core.job_ids import new_job_id
+from wf_core.job_state import steps_to_run
+from wf_core.run_config import build_run_config
+from wf_core.tags import ERROR_MESSAGE
 
 SPEC = "img-edit-to-video"
 

@@ -16,9 +16,9 @@ import pytest
 
 from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
-from wf_assets import tags as t
-from wf_assets.job_state import RunView
-from wf_assets.partitions import new_job_id
+from wf_core import tags as t
+from wf_core.job_ids import new_job_id
+from wf_core.job_state import RunView
 
 WORKFLOW = "img-edit-to-video"
 BASE_MS = 1_790_000_000_000  # log timestamps are epoch milliseconds

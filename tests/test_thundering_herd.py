@@ -6,9 +6,9 @@ import time
 
 import dagster as dg
 
+from runtime.instance import write_instance_yaml
 from tests.retry_harness import FAST, RetryHarness
-from wf_assets.instance import write_instance_yaml
-from wf_assets.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec
 
 JOBS = 50
 SPEC = WorkflowSpec.model_validate(

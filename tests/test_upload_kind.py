@@ -10,9 +10,9 @@ import pytest
 from resources.local_media import LocalMediaStorage
 from tests.conftest import SAMPLE_IMAGE
 from tests.test_uploads import image_bytes, png_declaring
-from wf_assets.errors import HardError
 from wf_assets.kinds.base import StepContext
 from wf_assets.kinds.upload import run_upload, sniff_image
+from wf_core.errors import HardError
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wf_assets.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec
 
 
 def asset_key_for(spec: WorkflowSpec, step: str) -> dg.AssetKey:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dagster as dg
 
 from wf_assets.asset_keys import asset_key_for
-from wf_assets.job_state import ACTIVE
-from wf_assets.specs import WorkflowSpec
-from wf_assets.tags import CANCEL_MARKER, cancel_description
+from wf_core.job_state import ACTIVE
+from wf_core.specs import WorkflowSpec
+from wf_core.tags import CANCEL_MARKER, cancel_description
 
 
 def marker_asset_key(spec: WorkflowSpec) -> dg.AssetKey:

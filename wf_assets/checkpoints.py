@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 from upath import UPath
+
+from resources.json_files import write_json_atomic
 
 
 class CheckpointIOManager(dg.ConfigurableIOManager):
@@ -46,25 +46,3 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
         """The checkpoint of one asset partition, or None."""
         path = self.path_for(asset_key, partition_key)
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def write_json_atomic(path: UPath, obj: Any) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
-    text = json.dumps(obj, indent=2, sort_keys=True)
-    if path.protocol in ("", "file", "local"):
-        local = os.fspath(path.path if hasattr(path, "path") else path)
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local), prefix=".part-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, local)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return
-    # Object stores (s3, gcs, az) make a single put visible whole or not at all.
-    path.write_text(text, encoding="utf-8")

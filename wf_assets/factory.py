@@ -12,15 +12,15 @@ import dagster as dg
 
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
-from wf_assets import tags as t
+from runtime.worker import worker_identity
 from wf_assets.asset_keys import asset_key_for
-from wf_assets.errors import HardError, classify
 from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
 from wf_assets.partitions import jobs_partitions
-from wf_assets.specs import StepSpec, WorkflowSpec
 from wf_assets.step_guard import check_run_may_proceed
-from wf_assets.tags import failure_tags
-from wf_assets.worker import worker_identity
+from wf_core import tags as t
+from wf_core.errors import HardError, classify
+from wf_core.specs import StepSpec, WorkflowSpec
+from wf_core.tags import failure_tags
 
 CHECKPOINT_IO_KEY = "checkpoint_io"
 

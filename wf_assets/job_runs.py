@@ -7,11 +7,11 @@ from typing import Any
 
 import dagster as dg
 
-from wf_assets import tags as t
 from wf_assets.cancellation import is_cancelled
-from wf_assets.job_state import JobState, RunView, derive_job_state
 from wf_assets.resume import completed_steps
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.job_state import JobState, RunView, derive_job_state
+from wf_core.specs import WorkflowSpec
 
 
 def failure_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wf_assets import tags as t
 from wf_assets.cancellation import is_cancelled
 from wf_assets.job_runs import run_view
-from wf_assets.job_state import duplicate_of
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.job_state import duplicate_of
+from wf_core.specs import WorkflowSpec
 
 
 def _stop(instance: dg.DagsterInstance, run_id: str, reason: str, message: str, **extra: str):

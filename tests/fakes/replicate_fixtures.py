@@ -14,8 +14,8 @@ from resources.media_storage import StoredMedia
 from resources.prediction_ledger import PredictionLedger
 from resources.replicate_provider import ReplicateModelProvider
 from tests.fakes.replicate_server import FakeReplicate
-from wf_assets.models import MODELS
-from wf_assets.settings import REPO_ROOT
+from wf_core.models import MODELS
+from wf_core.settings import REPO_ROOT
 
 SAMPLE_IMAGE = REPO_ROOT / "samples" / "sample.jpg"
 TOKEN = "r8_fake_token"

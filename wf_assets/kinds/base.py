@@ -8,6 +8,7 @@ from typing import Any
 
 from resources.media_storage import MediaStorage, StoredMedia
 from resources.model_provider import ModelProvider, ProgressFn
+from wf_core.step_kinds import STEP_KIND_TABLE, StepKindInfo
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Upstream:
     def media(self) -> StoredMedia:
         """The media file this output points at (our copy, never the provider's)."""
         return StoredMedia(
-            url=self.output[STEP_URL_FIELDS[self.kind]],
+            url=self.output[STEP_KIND_TABLE[self.kind].url_field],
             public_id=self.output["public_id"],
             format=self.output["format"],
             resource_type=self.output.get("resource_type", "image"),
@@ -46,14 +47,22 @@ class StepContext:
 
 @dataclass(frozen=True)
 class StepKind:
-    """A registered step kind: its function and what a spec may do with it."""
+    """A registered step kind: its row of the core table and the function that runs it."""
 
-    name: str
+    info: StepKindInfo
     run: Callable[[StepContext], dict[str, Any]]
-    step_types: frozenset[str]
-    url_field: str
-    needs_model: bool = True
 
+    @property
+    def name(self) -> str:
+        """The kind's name, as specs write it."""
+        return self.info.name
 
-# Filled in by the registry; Upstream.media() needs the URL field of any kind.
-STEP_URL_FIELDS: dict[str, str] = {}
+    @property
+    def url_field(self) -> str:
+        """The output field that holds the media URL."""
+        return self.info.url_field
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether the kind calls a model."""
+        return self.info.needs_model

@@ -8,8 +8,8 @@ from typing import Any
 from resources.media_storage import media_public_id
 from resources.model_provider import GenerationRequest
 from resources.staged_outputs import StagedOutputs, staging_url
-from wf_assets.errors import HardError
 from wf_assets.kinds.base import StepContext
+from wf_core.errors import HardError
 
 
 def make_generation_run(

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from resources.json_files import write_json_atomic
 from resources.media_storage import StoredMedia, media_public_id
-from wf_assets.errors import HardError
 from wf_assets.kinds.base import StepContext
+from wf_core.errors import HardError
 
 IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MAX_PIXELS = 40_000_000
@@ -97,7 +97,7 @@ def run_upload(ctx: StepContext) -> dict[str, Any]:
     }
     if upload is not None:
         # Receipt first: a crash in between leaves the upload, and the step just runs again.
-        _write_receipt(upload.parent / RECEIPT_NAME, output)
+        write_json_atomic(upload.parent / RECEIPT_NAME, output)
         upload.unlink(missing_ok=True)
     ctx.progress(100, "Input stored")
     return output
@@ -117,10 +117,3 @@ def _stored_earlier(ctx: StepContext, receipt: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return output if ctx.media.exists(stored) else None
-
-
-def _write_receipt(path: Path, output: dict[str, Any]) -> None:
-    """Write the step's output beside the upload, atomically (a reader never sees half)."""
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(json.dumps(output))
-    os.replace(partial, path)

@@ -6,9 +6,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from wf_assets import tags as t
-from wf_assets.job_state import JobState
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.job_state import JobState
+from wf_core.specs import WorkflowSpec
 
 
 class JobStateError(Exception):

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wf_assets.kinds import STEP_KINDS
+from wf_core.step_kinds import STEP_KIND_TABLE as STEP_KINDS
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wf_assets.errors import FailureRecord
+from wf_core.errors import FailureRecord
 
 PARTITION = "dagster/partition"
 JOB_ID = "wf/job_id"

@@ -15,12 +15,12 @@ import dagster as dg
 import httpx
 from dagster_graphql import DagsterGraphQLClient
 
-from wf_assets import settings
-from wf_assets.instance import write_instance_yaml
-from wf_assets.partitions import JOBS_PARTITIONS_NAME
-from wf_assets.run_config import build_run_config
-from wf_assets.specs import WorkflowSpec
-from wf_assets.tags import job_tags
+from runtime.instance import write_instance_yaml
+from wf_core import settings
+from wf_core.job_ids import JOBS_PARTITIONS_NAME
+from wf_core.run_config import build_run_config
+from wf_core.specs import WorkflowSpec
+from wf_core.tags import job_tags
 
 BIN_DIR = Path(sys.executable).parent
 LOCATION_NAME = "workflows"

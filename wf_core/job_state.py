@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_assets import tags as t
-from wf_assets.resume import steps_to_run
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.specs import WorkflowSpec
 
 ACTIVE = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
 WAITING_TO_START = {"QUEUED", "NOT_STARTED", "STARTING"}
@@ -80,6 +79,19 @@ class JobState:
     def can_retry(self) -> bool:
         """Whether a manual retry is allowed now."""
         return self.status in ("failed", "pending_retry")
+
+
+def steps_to_run(spec: WorkflowSpec, completed: set[str]) -> list[str]:
+    """Every step without a checkpoint, plus everything downstream of one, in spec order."""
+    missing = {s.name for s in spec.steps} - completed
+    selected = spec.downstream_of(missing)
+    return [s.name for s in spec.steps if s.name in selected]
+
+
+def first_step_to_run(spec: WorkflowSpec, completed: set[str]) -> int | None:
+    """Index of the first step a resume would run (None: the job is complete)."""
+    remaining = steps_to_run(spec, completed)
+    return spec.step_index(remaining[0]) if remaining else None
 
 
 def counted_runs(runs: list[RunView]) -> list[RunView]:

@@ -1,7 +1,7 @@
 """Write the Dagster instance config (`$DAGSTER_HOME/dagster.yaml`) from the environment.
 
 SQLite under DAGSTER_HOME by default; PostgreSQL through dagster-postgres when
-DAGSTER_PG_URL is set. Run: `python -m wf_assets.instance`.
+DAGSTER_PG_URL is set. Run: `python -m runtime.instance`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from wf_assets import settings
+from wf_core import settings
 
 DEQUEUE_INTERVAL_SECONDS = 1
 MAX_CONCURRENT_RUNS = 4
@@ -47,7 +47,7 @@ def run_launcher_config() -> dict[str, Any]:
     """The prewarmed launcher (fast starts, health checks); RUN_LAUNCHER=default for Dagster's."""
     if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
         return {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
-    return {"module": "wf_assets.launcher", "class": "PrewarmedRunLauncher"}
+    return {"module": "runtime.launcher", "class": "PrewarmedRunLauncher"}
 
 
 def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import socket
 
 import dagster as dg
 
-from wf_assets import tags as t
+from wf_core import tags as t
 
 
 def _start_ticks(pid: int) -> str | None:

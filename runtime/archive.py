@@ -3,7 +3,7 @@
 Dagster advises at most ~100,000 partitions per asset, and SQLite slows down with
 tens of thousands of dynamic partitions (dagster-io/dagster#16260). Job ids are
 UUIDv7, so a job's age is read from its id without a query. Run:
-`python -m wf_assets.archive --older-than-days 30`.
+`python -m runtime.archive --older-than-days 30`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 import dagster as dg
 
-from wf_assets.partitions import JOBS_PARTITIONS_NAME, is_job_id, job_id_created_at
+from wf_core.job_ids import JOBS_PARTITIONS_NAME, is_job_id, job_id_created_at
 
 _ACTIVE = [
     dg.DagsterRunStatus.QUEUED,

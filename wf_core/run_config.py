@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wf_assets.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec
 
 # Longer is a mistake (or an attempt to run up the provider's bill), not a prompt.
 MAX_PROMPT_CHARS = 4000

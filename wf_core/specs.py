@@ -8,9 +8,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from wf_assets import settings
-from wf_assets.kinds import STEP_KINDS
-from wf_assets.models import MODELS
+from wf_core import settings
+from wf_core.models import MODELS
+from wf_core.step_kinds import STEP_KIND_TABLE as STEP_KINDS
 
 _ID_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 _STEP_PATTERN = r"^[a-z][a-z0-9_]*$"

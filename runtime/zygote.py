@@ -38,7 +38,7 @@ PRELOAD = (
 
 def watched_roots(working_directory: Path) -> list[Path]:
     """The code location's packages and the spec folder."""
-    from wf_assets.settings import specs_dir
+    from wf_core.settings import specs_dir
 
     packages = [p for p in working_directory.iterdir() if (p / "__init__.py").is_file()]
     return [*packages, specs_dir()]
@@ -113,7 +113,7 @@ def serve(module: str, working_directory: str, first: str | None = None) -> None
             # Reload: this same process becomes a fresh zygote and runs the request first.
             os.execv(
                 sys.executable,
-                [sys.executable, "-m", "wf_assets.zygote", module, working_directory, line.strip()],
+                [sys.executable, "-m", "runtime.zygote", module, working_directory, line.strip()],
             )
         if os.fork() == 0:
             sys.stdin.close()
@@ -121,7 +121,7 @@ def serve(module: str, working_directory: str, first: str | None = None) -> None
 
 
 def main() -> None:
-    """`python -m wf_assets.zygote MODULE WORKING_DIRECTORY [FIRST_REQUEST]`."""
+    """`python -m runtime.zygote MODULE WORKING_DIRECTORY [FIRST_REQUEST]`."""
     first = sys.argv[3] if len(sys.argv) > 3 else None
     serve(sys.argv[1], sys.argv[2], first)
 

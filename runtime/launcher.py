@@ -1,9 +1,9 @@
 """A run launcher that forks run workers from a warm zygote and checks their health.
 
-Configured in dagster.yaml (wf_assets.instance) as `run_launcher`. Compared with
+Configured in dagster.yaml (runtime.instance) as `run_launcher`. Compared with
 Dagster's default launcher it
 - starts a run in milliseconds instead of spawning and importing for ~1.2 s
-  (wf_assets.zygote), and
+  (runtime.zygote), and
 - supports `check_run_worker_health`, so Dagster's run monitoring notices a run
   worker that died (the default launcher cannot; Dagster's docs say so).
 Workers run on the daemon's host, like the default launcher's.
@@ -29,7 +29,7 @@ from dagster._core.launcher import (  # the documented extension point for launc
 )
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
-from wf_assets.worker import run_worker_identity, worker_alive
+from runtime.worker import run_worker_identity, worker_alive
 
 
 class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
@@ -64,7 +64,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         zygote = self._zygotes.get(key)
         if zygote is None or zygote.poll() is not None:
             zygote = subprocess.Popen(
-                [executable, "-m", "wf_assets.zygote", module, working_directory],
+                [executable, "-m", "runtime.zygote", module, working_directory],
                 stdin=subprocess.PIPE,
                 cwd=working_directory,
                 text=True,

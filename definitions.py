@@ -1,4 +1,9 @@
-"""Assemble the one Definitions object from the specs and the configured resources."""
+"""The composition root: the code location's one Definitions object. Nothing imports it.
+
+Resources are chosen here, per deployment, from the environment (offline defaults:
+no account, no network); assets, jobs and sensors come from their factories.
+`workspace.yaml` and `dagster dev -m definitions` load `defs`.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,12 @@ from resources.local_provider import LocalModelProvider
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
 from resources.replicate_provider import ReplicateModelProvider
-from sensors.retry_rules import RetrySettings
 from sensors.retry_sensor import make_retry_sensor
-from wf_assets import settings
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_workflow_job
-from wf_assets.specs import WorkflowSpec
+from wf_core import settings
+from wf_core.retry_policy import RetrySettings, retry_settings_from_env
+from wf_core.specs import WorkflowSpec, load_specs
 
 
 def build_model_provider() -> ModelProvider:
@@ -62,16 +67,6 @@ def build_resources() -> dict[str, Any]:
     }
 
 
-def retry_settings_from_env() -> RetrySettings:
-    """Retry waits, each overridable as RETRY_<FIELD> (seconds)."""
-    overrides = {
-        name: float(os.environ[f"RETRY_{name.upper()}"])
-        for name in RetrySettings.__dataclass_fields__
-        if os.environ.get(f"RETRY_{name.upper()}")
-    }
-    return RetrySettings(**overrides)
-
-
 def build_definitions(
     specs: dict[str, WorkflowSpec],
     resources: dict[str, Any] | None = None,
@@ -86,3 +81,6 @@ def build_definitions(
         sensors=[make_retry_sensor(specs, jobs, retry_settings or retry_settings_from_env())],
         resources=resources if resources is not None else build_resources(),
     )
+
+
+defs = build_definitions(load_specs())

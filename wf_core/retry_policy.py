@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sensors.circuit_breaker import BreakerBoard
-from wf_assets import tags as t
-from wf_assets.job_state import JobState, RunView
-from wf_assets.specs import WorkflowSpec
+from wf_core import tags as t
+from wf_core.circuit_breaker import BreakerBoard
+from wf_core.job_state import JobState, RunView
+from wf_core.specs import WorkflowSpec
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,13 @@ def decide(
         return Decision(auth_ok, "provider auth check passed" if auth_ok else "key still invalid")
     delay = backoff_delay(run, state.attempts.get(step, 1), settings)
     return Decision(now >= failed_at + delay, "backoff elapsed", not_before=failed_at + delay)
+
+
+def retry_settings_from_env() -> RetrySettings:
+    """Retry waits, each overridable as RETRY_<FIELD> (seconds)."""
+    overrides = {
+        name: float(os.environ[f"RETRY_{name.upper()}"])
+        for name in RetrySettings.__dataclass_fields__
+        if os.environ.get(f"RETRY_{name.upper()}")
+    }
+    return RetrySettings(**overrides)

@@ -1,0 +1,1 @@
+"""Process management and instance configuration: launcher, run workers, local stack, ops CLIs."""

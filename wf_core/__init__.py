@@ -1,0 +1,1 @@
+"""The pure core: specs, errors, registries, job state, retry policy. No Dagster, Flask, httpx."""
