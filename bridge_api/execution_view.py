@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge_api.dagster_gateway import JobSnapshot
+from wf_core import retry_policy
 from wf_core import tags as t
 from wf_core.job_state import JobState, RunView, derive_job_state
-from wf_core.retry_policy import RetrySettings, backoff_delay, parse_time
+from wf_core.retry_policy import RetrySettings
 from wf_core.specs import WorkflowSpec
 
 
@@ -24,21 +25,9 @@ def job_state(spec: WorkflowSpec, snapshot: JobSnapshot) -> JobState:
     return derive_job_state(spec, snapshot.runs, set(snapshot.checkpoints), snapshot.cancelled)
 
 
-def next_retry_at(state: JobState, settings: RetrySettings) -> str | None:
-    """When the retry sensor will let the job run again, where that is known in advance."""
-    run = state.latest
-    if state.status != "pending_retry" or run is None:
-        return None
-    error_type = run.tags.get(t.ERROR_TYPE)
-    if run.tags.get(t.RETRY_AT):
-        return run.tags[t.RETRY_AT]
-    failed_at = parse_time(run.tags.get(t.FAILED_AT)) or run.created_at
-    if error_type == "rate_limit":
-        return iso(failed_at + settings.rate_limit_default)
-    if error_type in ("timeout", "server_unavailable"):
-        attempts = state.attempts.get(state.failed_step or "", 1)
-        return iso(failed_at + backoff_delay(run, attempts, settings))
-    return None  # quota: when the breaker's probe succeeds; invalid key: when it is replaced
+def next_retry_at(spec: WorkflowSpec, state: JobState, settings: RetrySettings) -> str | None:
+    """When the retry sensor will let the job run again (the core's rule), as ISO-8601."""
+    return iso(retry_policy.next_retry_at(spec, state, settings))
 
 
 def _failed_entry(spec, state: JobState, snapshot: JobSnapshot, settings) -> dict[str, Any]:
@@ -93,7 +82,7 @@ def execution_view(spec: WorkflowSpec, snapshot: JobSnapshot, settings: RetrySet
             "error_type": state.error.get("error_type"),
             "retryable": state.status == "pending_retry",
             "message": state.error.get("message"),
-            "next_retry_at": next_retry_at(state, settings),
+            "next_retry_at": next_retry_at(spec, state, settings),
         }
     last = spec.steps[-1].name
     result = snapshot.checkpoints[last]["output"] if state.status == "completed" else None

@@ -205,7 +205,7 @@ def _error_event(spec, run, state, settings, snapshot) -> tuple[SortKey, dict]:
         "retryable": retryable,
     }
     if retryable and latest:
-        data["next_retry_at"] = next_retry_at(state, settings)
+        data["next_retry_at"] = next_retry_at(spec, state, settings)
     if latest and state.max_attempts_exceeded:
         data["error"] = state.error["message"]
     when = run.tags.get(t.FAILED_AT) or snapshot.run_times[run.run_id]["end"]

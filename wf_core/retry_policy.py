@@ -62,6 +62,37 @@ def fallback_model(spec: WorkflowSpec, step: str, failed_model: str | None) -> s
     return next((m for m in later if m != failed_model), None)
 
 
+def scheduled_retry_at(
+    spec: WorkflowSpec, state: JobState, run: RunView, settings: RetrySettings
+) -> float | None:
+    """When the retry policy lets the job run again, where that is known in advance.
+
+    The one rule for the sensor (`decide`) and the bridge (`next_retry_at`): a quota or
+    rate-limit failure with a fallback model retries at once; a rate limit at its
+    reset; timeouts and server errors after their backoff. None: it waits on a
+    condition (the quota breaker's probe, a replaced or working key).
+    """
+    error_type = run.tags.get(t.ERROR_TYPE, "server_unavailable")
+    step = state.failed_step or ""
+    failed_at = parse_time(run.tags.get(t.FAILED_AT)) or run.created_at
+    if error_type in ("quota_exceeded", "rate_limit") and fallback_model(
+        spec, step, run.tags.get(t.MODEL)
+    ):
+        return failed_at
+    if error_type == "rate_limit":
+        return parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
+    if error_type in ("quota_exceeded", "invalid_key"):
+        return None
+    return failed_at + backoff_delay(run, state.attempts.get(step, 1), settings)
+
+
+def next_retry_at(spec: WorkflowSpec, state: JobState, settings: RetrySettings) -> float | None:
+    """When a pending_retry job will run again (None: unknown in advance, or not waiting)."""
+    if state.status != "pending_retry" or state.latest is None:
+        return None
+    return scheduled_retry_at(spec, state, state.latest, settings)
+
+
 def decide(
     spec: WorkflowSpec,
     state: JobState,
@@ -75,14 +106,10 @@ def decide(
     """The retry decision for a job whose latest run failed retryably."""
     error_type = run.tags.get(t.ERROR_TYPE, "server_unavailable")
     step = state.failed_step or ""
-    failed_at = parse_time(run.tags.get(t.FAILED_AT)) or run.created_at
     if error_type in ("quota_exceeded", "rate_limit"):
         model = fallback_model(spec, step, run.tags.get(t.MODEL))
         if model:
             return Decision(True, f"{error_type}: falling back to {model}", model=model)
-    if error_type == "rate_limit":
-        retry_at = parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
-        return Decision(now >= retry_at, "rate limit reset", not_before=retry_at)
     if error_type == "quota_exceeded":
         key = quota_key(run)
         breaker = board.get(key)
@@ -96,8 +123,10 @@ def decide(
         if key_changed:
             return Decision(True, "the provider key was replaced")
         return Decision(auth_ok, "provider auth check passed" if auth_ok else "key still invalid")
-    delay = backoff_delay(run, state.attempts.get(step, 1), settings)
-    return Decision(now >= failed_at + delay, "backoff elapsed", not_before=failed_at + delay)
+    at = scheduled_retry_at(spec, state, run, settings)
+    assert at is not None  # rate limits and backoffs always have a time
+    reason = "rate limit reset" if error_type == "rate_limit" else "backoff elapsed"
+    return Decision(now >= at, reason, not_before=at)
 
 
 def retry_settings_from_env() -> RetrySettings:
