@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import email.utils
 import re
-import time
 
 import httpx
 import urllib3.exceptions
 from cloudinary import exceptions as cld
 
-from wf_core.errors import HardError, RetryableError, WorkflowError
+from wf_core.errors import HardError, RetryableError, WorkflowError, parse_retry_after
 
 PROVIDER = "cloudinary"
 
@@ -76,23 +74,8 @@ def from_response(response: httpx.Response) -> WorkflowError:
     if response.status_code == 404:
         return HardError("invalid_input", message, provider=PROVIDER)
     return from_status(
-        response.status_code, message, retry_after_seconds(response.headers.get("retry-after"))
+        response.status_code, message, parse_retry_after(response.headers.get("retry-after"))
     )
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta seconds or HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _timed_out(exc: BaseException) -> bool:

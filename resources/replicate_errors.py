@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from wf_core.errors import HardError, RetryableError, WorkflowError
+from wf_core.errors import HardError, RetryableError, WorkflowError, parse_retry_after
 
 PROVIDER = "replicate"
 DEFAULT_RETRY_AFTER = 10.0
 SERVER_ERRORS = frozenset({500, 502, 503, 504})
-RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 # Replicate's safety checker says "flagged as sensitive (E005)"; models say "NSFW".
 SAFETY = re.compile(r"nsfw|safety|sensitive|flagged|content polic|moderat|\(E005\)", re.I)
 # Failures that say nothing about the input: the same prediction may well succeed later.
@@ -37,21 +34,18 @@ def problem(body: bytes) -> dict[str, Any]:
 
 
 def retry_after(
-    headers: Mapping[str, str], text: str, default: float = DEFAULT_RETRY_AFTER
+    headers: Mapping[str, str],
+    text: str,
+    default: float = DEFAULT_RETRY_AFTER,
+    now: float | None = None,
 ) -> float:
     """Seconds to wait: the Retry-After header, else "resets in ~Ns" in the text, else default."""
     header = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(header)
-                return max(0.0, (when - datetime.now(UTC)).total_seconds())
-            except (TypeError, ValueError):
-                pass
-    found = RESETS_IN.search(text)
-    return float(found.group(1)) if found else default
+    for value in (header, text):
+        seconds = parse_retry_after(value, now)
+        if seconds is not None:
+            return seconds
+    return default
 
 
 def error_from_response(

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from wf_core.errors import PERMANENT_TYPES, RETRYABLE_TYPES, HardError, RetryableError, classify
+from wf_core.errors import (
+    PERMANENT_TYPES,
+    RETRYABLE_TYPES,
+    HardError,
+    RetryableError,
+    classify,
+    parse_retry_after,
+)
+
+NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
 def test_taxonomy_is_api_md() -> None:
@@ -51,3 +62,25 @@ def test_classify() -> None:
     other = classify(KeyError("boom"), "video", 2)
     assert other.error_type == "internal" and not other.retryable
     assert "KeyError" in other.message
+
+
+@pytest.mark.parametrize(
+    "value,seconds",
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("Sat, 01 Mar 2025 12:01:30 GMT", 90.0),
+        ("Sat, 01 Mar 2025 12:01:30 -0000", 90.0),
+        ("Sat, 01 Mar 2025 11:59:00 GMT", 0.0),
+        ("Request was throttled. Your rate limit resets in ~30s.", 30.0),
+        ("resets in 1.5 s", 1.5),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("inf", None),
+        ("nan", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value, now=NOW) == seconds

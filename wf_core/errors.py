@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import re
+import time
 from dataclasses import asdict, dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 RETRYABLE_TYPES = frozenset(
@@ -19,6 +24,8 @@ PERMANENT_TYPES = frozenset(
     }
 )
 ERROR_TYPES = RETRYABLE_TYPES | PERMANENT_TYPES
+# Providers that give no header may say it in words: "Your rate limit resets in ~30s."
+RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
 
 class WorkflowError(Exception):
@@ -100,3 +107,24 @@ def classify(exc: BaseException, step: str, step_index: int) -> FailureRecord:
         retryable=False,
         message=f"{type(exc).__name__}: {exc}",
     )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After value (delta seconds, HTTP date) or "resets in ~Ns" asks; else None."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        found = RESETS_IN.search(value)
+        return float(found.group(1)) if found else None
+    # An HTTP date is GMT, though "-0000" parses as naive; `now` (epoch seconds) is the clock.
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
