@@ -7,20 +7,18 @@ import os
 import re
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn, Protocol
 
 import imageio_ffmpeg
-from PIL import Image, ImageFile
 from werkzeug.utils import secure_filename
 
 from bridge_api.errors import ApiError
+from wf_core.media_checks import MAX_PIXELS, ImageRejected, check_image
 
 DEFAULT_MAX_UPLOAD_MB = 50
-DEFAULT_MAX_PIXELS = 40_000_000
 CHUNK_BYTES = 64 * 1024
 PROBE_FRAMES = 5
 PROBE_TIMEOUT_SECONDS = 30.0
@@ -33,8 +31,12 @@ CONTENT_TYPES = {
     "mov": "video/quicktime",
     "webm": "video/webm",
 }
-# Pillow may report a multi-picture JPEG (phone cameras) as MPO; it is still a JPEG.
-PIL_FORMATS = {"jpg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",)}
+# How the gate answers an image the core check refuses.
+IMAGE_REFUSALS = {
+    "unsupported": (415, "unsupported_type"),
+    "invalid": (400, "invalid_image"),
+    "too_large": (413, "image_too_large"),
+}
 FFMPEG_DEMUXERS = {"mp4": "mov", "mov": "mov", "webm": "matroska"}
 
 MP4_BRANDS = {b"isom", b"mp41", b"mp42", b"mp71", b"avc1", b"dash", b"M4V ", b"f4v ", b"mmp4"}
@@ -86,14 +88,14 @@ def inspect_upload(
     stream: Readable,
     filename: str | None,
     max_bytes: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = MAX_PIXELS,
     probe_timeout: float = PROBE_TIMEOUT_SECONDS,
 ) -> UploadedFile:
     """Read an upload and check it by content; an `ApiError` (4xx) for anything refused."""
     data = read_bounded(stream, max_bytes)
     kind, fmt = sniff_type(data)
     if kind == "image":
-        (width, height), duration = check_image(data, fmt, max_pixels), None
+        (width, height), duration = _checked_image(data, fmt, max_pixels), None
     else:
         width, height, duration = probe_video(data, fmt, max_pixels, probe_timeout)
     return UploadedFile(
@@ -176,35 +178,22 @@ def _unsupported(found: str) -> NoReturn:
     raise ApiError(415, "unsupported_type", message, found=found)
 
 
-def check_image(data: bytes, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) of an image that fits `max_pixels` and fully decodes as `fmt`."""
-    if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone turned it on: truncation would pass silently
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on; uploads cannot be checked")
-    too_large = f"The image has more than {max_pixels:,} pixels."
+def _checked_image(data: bytes, fmt: str, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of an image the core check passes; its refusal as a 4xx."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=PIL_FORMATS[fmt][:1]) as image:
-                if image.format not in PIL_FORMATS[fmt]:
-                    raise ApiError(400, "invalid_image", f"The file is not a valid {fmt} image.")
-                width, height = image.size
-                # Refused from the header alone, before any pixel is decoded.
-                if width * height > max_pixels:
-                    raise ApiError(413, "image_too_large", too_large, max_pixels=max_pixels)
-                image.load()
-    except ApiError:
-        raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ApiError(413, "image_too_large", too_large, max_pixels=max_pixels) from None
-    except Exception:  # whatever a decoder raises on hostile bytes, the image is invalid
-        raise ApiError(400, "invalid_image", f"The file is not a decodable {fmt} image.") from None
-    return width, height
+        image = check_image(data, fmt, max_pixels)
+    except ImageRejected as exc:
+        status, code = IMAGE_REFUSALS[exc.reason]
+        if exc.reason == "too_large":
+            raise ApiError(status, code, exc.message, max_pixels=max_pixels) from None
+        raise ApiError(status, code, exc.message) from None
+    return image.width, image.height
 
 
 def probe_video(
     data: bytes,
     fmt: str,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = MAX_PIXELS,
     timeout: float = PROBE_TIMEOUT_SECONDS,
 ) -> tuple[int, int, float | None]:
     """(width, height, duration) of a video whose first frames decode with the packaged ffmpeg."""

@@ -9,6 +9,7 @@ import pytest
 
 from resources.local_media import LocalMediaStorage
 from tests.conftest import SAMPLE_IMAGE
+from tests.test_media_checks import mpo_bytes
 from tests.test_uploads import image_bytes, png_declaring
 from wf_assets.kinds.base import StepContext
 from wf_assets.kinds.upload import run_upload, sniff_image
@@ -33,8 +34,10 @@ def test_bad_inputs_are_classified(data: bytes, error_type: str) -> None:
     assert caught.value.error_type == error_type
 
 
-def test_good_image() -> None:
+def test_good_images() -> None:
     assert sniff_image(image_bytes("JPEG", (64, 48))) == ("jpg", 64, 48)
+    # A phone's multi-picture JPEG passes the bridge's gate, so the step takes it too.
+    assert sniff_image(mpo_bytes()) == ("jpg", 64, 48)
 
 
 JOB = "0190aaaa-0000-7000-8000-000000000000"

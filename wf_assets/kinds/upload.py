@@ -6,7 +6,6 @@ replaces it, so that a rerun of the step reuses that copy instead of failing.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,14 @@ from resources.json_files import write_json_atomic
 from resources.media_storage import StoredMedia, media_public_id
 from wf_assets.kinds.base import StepContext
 from wf_core.errors import HardError
+from wf_core.media_checks import ImageRejected, check_image
 
-IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-MAX_PIXELS = 40_000_000
+# The step's error_type for each reason the core check refuses an image.
+REFUSALS = {
+    "unsupported": "unsupported_type",
+    "invalid": "invalid_input",
+    "too_large": "file_too_large",
+}
 # The bridge stores a job's upload as <UPLOAD_DIR>/<job_id>/input.<fmt> (bridge_api/jobs.py).
 UPLOAD_STEM = "input"
 RECEIPT_NAME = "stored.json"
@@ -42,26 +46,11 @@ def read_source(source: str) -> bytes:
 
 def sniff_image(data: bytes) -> tuple[str, int, int]:
     """(format, width, height) of an image we accept; HardError for anything else."""
-    from PIL import Image
-
-    if not data:
-        raise HardError("invalid_input", "the input file is empty")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = IMAGE_FORMATS.get(image.format or "")
-            if fmt is None:
-                raise HardError("unsupported_type", f"unsupported image type {image.format}")
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise HardError("file_too_large", f"image has {width * height} pixels")
-            image.load()
-    except HardError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise HardError("file_too_large", f"image refused as a decompression bomb: {exc}") from None
-    except Exception as exc:
-        raise HardError("invalid_input", f"the input is not a decodable image: {exc}") from None
-    return fmt, width, height
+        image = check_image(data)
+    except ImageRejected as exc:
+        raise HardError(REFUSALS[exc.reason], exc.message) from None
+    return image.format, image.width, image.height
 
 
 def job_upload(source: str, job_id: str) -> Path | None:
