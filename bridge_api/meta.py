@@ -9,6 +9,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 
 from bridge_api.openapi import openapi_document
+from wf_core.media_types import CONTENT_TYPES
 
 bp = Blueprint("meta", __name__)
 # The old default UPLOAD_DIR ($MEDIA_DIR/incoming) may still hold raw uploads: never served.
@@ -38,7 +39,10 @@ def openapi():
 @bp.get("/media/<path:filename>")
 def media(filename: str):
     """A file of local media storage; anything else is the same 404."""
-    return send_file(media_file(filename), max_age=3600)
+    path = media_file(filename)
+    # Our formats get the types the rest of the system uses, not the host's mime table's.
+    mimetype = CONTENT_TYPES.get(path.suffix.lstrip(".").lower())
+    return send_file(path, mimetype=mimetype, max_age=3600)
 
 
 def media_file(filename: str) -> Path:

@@ -17,20 +17,13 @@ from werkzeug.utils import secure_filename
 
 from bridge_api.errors import ApiError
 from wf_core.media_checks import MAX_PIXELS, ImageRejected, check_image
+from wf_core.media_types import CONTENT_TYPES
 
 DEFAULT_MAX_UPLOAD_MB = 50
 CHUNK_BYTES = 64 * 1024
 PROBE_FRAMES = 5
 PROBE_TIMEOUT_SECONDS = 30.0
 
-CONTENT_TYPES = {
-    "jpg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "mp4": "video/mp4",
-    "mov": "video/quicktime",
-    "webm": "video/webm",
-}
 # How the gate answers an image the core check refuses.
 IMAGE_REFUSALS = {
     "unsupported": (415, "unsupported_type"),

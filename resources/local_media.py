@@ -10,8 +10,9 @@ import dagster as dg
 from pydantic import Field
 
 from resources.json_files import write_bytes_atomic
-from resources.media_storage import CONTENT_TYPES, MediaStorage, ResourceType, StoredMedia
+from resources.media_storage import MediaStorage, ResourceType, StoredMedia
 from wf_core.errors import HardError, RetryableError
+from wf_core.media_types import CONTENT_TYPES
 
 PROVIDER = "local_media"
 

@@ -9,14 +9,10 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-ResourceType = Literal["image", "video"]
+# Re-exported for resources.replicate_output, which checks output formats against it.
+from wf_core.media_types import CONTENT_TYPES as CONTENT_TYPES
 
-CONTENT_TYPES = {
-    "jpg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "mp4": "video/mp4",
-}
+ResourceType = Literal["image", "video"]
 
 
 @dataclass(frozen=True)
