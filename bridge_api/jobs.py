@@ -18,7 +18,7 @@ from bridge_api.uploads import inspect_upload
 from wf_core import tags as t
 from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
 from wf_core.job_ids import is_job_id, new_job_id
-from wf_core.job_state import ACTIVE, duplicate_of
+from wf_core.job_state import STOPPABLE, duplicate_of
 from wf_core.run_config import OptionsError, build_run_config, validate_options
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import cancel_description
@@ -196,7 +196,7 @@ def cancel(job_id: str):
 
 def _terminate_active(runs) -> None:
     for run in runs:
-        if run.status in ACTIVE and run.status != "CANCELING":
+        if run.status in STOPPABLE:
             gateway().terminate(run.run_id)
 
 

@@ -25,7 +25,7 @@ from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.execution_view import job_state, next_retry_at
 from bridge_api.jobs import load_owned_job
 from wf_core import tags as t
-from wf_core.job_state import ACTIVE, counted_runs
+from wf_core.job_state import ACTIVE, FINISHED, counted_runs
 from wf_core.specs import WorkflowSpec
 
 bp = Blueprint("stream", __name__)
@@ -137,7 +137,7 @@ class JobEvents:
                     # Never earlier than the line before: a run's lines stay in log order.
                     when = max(_ms(event["timestamp"]), lines[-1][0] if lines else 0)
                     lines.append((when, {"step": step, **parsed}))
-            finished = run.status in ("SUCCESS", "FAILURE", "CANCELED")
+            finished = run.status in FINISHED
             self.cursors[run.run_id] = "done" if finished else cursor
 
     def collect(self, snapshot: JobSnapshot, settings) -> tuple[list[Event], bool]:

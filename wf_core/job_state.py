@@ -14,6 +14,9 @@ from wf_core.specs import WorkflowSpec
 
 ACTIVE = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
 WAITING_TO_START = {"QUEUED", "NOT_STARTED", "STARTING"}
+# Active and not already being stopped: what a cancel terminates.
+STOPPABLE = ACTIVE - {"CANCELING"}
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 MAX_ATTEMPTS_MESSAGE = "Maximum retry attempts exceeded"
 
 
