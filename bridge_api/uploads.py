@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn, Protocol
@@ -19,7 +17,6 @@ from bridge_api.errors import ApiError
 from wf_core.media_checks import MAX_PIXELS, ImageRejected, check_image
 from wf_core.media_types import CONTENT_TYPES
 
-DEFAULT_MAX_UPLOAD_MB = 50
 CHUNK_BYTES = 64 * 1024
 PROBE_FRAMES = 5
 PROBE_TIMEOUT_SECONDS = 30.0
@@ -67,14 +64,6 @@ class UploadedFile:
     height: int
     duration: float | None
     safe_name: str
-
-
-def max_upload_bytes(env: Mapping[str, str] = os.environ) -> int:
-    """`MAX_UPLOAD_MB` (default 50, MiB) in bytes; a bad value fails loudly at start-up."""
-    megabytes = float(env.get("MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
-    if not megabytes > 0:
-        raise ValueError(f"MAX_UPLOAD_MB must be a positive number, got {megabytes}")
-    return int(megabytes * 1024 * 1024)
 
 
 def inspect_upload(

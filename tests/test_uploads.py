@@ -16,7 +16,7 @@ from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 
 from bridge_api.errors import ApiError
-from bridge_api.uploads import UploadedFile, inspect_upload, max_upload_bytes
+from bridge_api.uploads import UploadedFile, inspect_upload
 
 MB = 1024 * 1024
 
@@ -267,14 +267,6 @@ def test_an_mp4_body_in_a_webm_header_is_400(videos: dict[str, bytes]) -> None:
     webm_header = videos["webm"][:40]
     error = refused(webm_header + videos["mp4"])
     assert (error.status, error.code) == (400, "invalid_video")
-
-
-def test_max_upload_bytes_reads_max_upload_mb() -> None:
-    assert max_upload_bytes({}) == 50 * MB
-    assert max_upload_bytes({"MAX_UPLOAD_MB": "2"}) == 2 * MB
-    for bad in ("0", "-1", "lots"):
-        with pytest.raises(ValueError):
-            max_upload_bytes({"MAX_UPLOAD_MB": bad})
 
 
 def test_a_probe_that_overruns_its_timeout_is_400_and_leaves_nothing(
