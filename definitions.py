@@ -29,7 +29,7 @@ from wf_core.specs import WorkflowSpec, load_specs
 def build_model_provider() -> ModelProvider:
     """Replicate when REPLICATE_API_TOKEN is set, else the offline local provider."""
     if os.environ.get("REPLICATE_API_TOKEN"):
-        extra = {}
+        extra: dict[str, Any] = {}
         if os.environ.get("REPLICATE_API_BASE_URL"):
             extra["base_url"] = dg.EnvVar("REPLICATE_API_BASE_URL")
         return ReplicateModelProvider(

@@ -8,7 +8,7 @@ from typing import Any
 from bridge_api.dagster_gateway import JobSnapshot
 from wf_core import retry_policy
 from wf_core import tags as t
-from wf_core.job_state import JobState, RunView, derive_job_state
+from wf_core.job_state import JobState, derive_job_state
 from wf_core.retry_policy import RetrySettings
 from wf_core.specs import WorkflowSpec
 
@@ -31,7 +31,8 @@ def next_retry_at(spec: WorkflowSpec, state: JobState, settings: RetrySettings) 
 
 
 def _failed_entry(spec, state: JobState, snapshot: JobSnapshot, settings) -> dict[str, Any]:
-    run: RunView = state.latest
+    run = state.latest
+    assert run is not None  # a failed job has a run
     error = state.error or {}
     step = spec.step(state.failed_step)
     return {
@@ -62,7 +63,7 @@ def checkpoints_view(spec, state: JobState, snapshot: JobSnapshot, settings) -> 
             )
         elif step.name == state.failed_step and state.status in ("failed", "pending_retry"):
             entry = _failed_entry(spec, state, snapshot, settings)
-        elif running and step.name == state.next_steps[0]:
+        elif running and state.latest and step.name == state.next_steps[0]:
             start = snapshot.run_times[state.latest.run_id]["start"]
             entry.update(status="running", started_at=iso(start))
         else:

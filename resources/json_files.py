@@ -32,7 +32,7 @@ def write_json_atomic(path: UPath | Path, obj: Any) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True)
     upath = path if isinstance(path, UPath) else UPath(path)
     if upath.protocol in ("", "file", "local"):
-        write_bytes_atomic(upath.path if hasattr(upath, "path") else upath, text.encode("utf-8"))
+        write_bytes_atomic(str(upath.path), text.encode("utf-8"))
         return
     # Object stores (s3, gcs, az) make a single put visible whole or not at all.
     upath.write_text(text, encoding="utf-8")

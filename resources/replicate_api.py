@@ -55,7 +55,9 @@ class ReplicateApi:
         if self.wait_seconds:
             headers["Prefer"] = f"wait={self.wait_seconds}"
             timeout += self.wait_seconds
-        return self._call("POST", path, json=body, headers=headers, timeout=timeout)
+        created = self._call("POST", path, json=body, headers=headers, timeout=timeout)
+        assert created is not None  # only a lookup with missing_ok answers None
+        return created
 
     def get(self, prediction_id: str) -> dict[str, Any] | None:
         """The prediction's current state, or None if Replicate does not know it."""

@@ -92,6 +92,7 @@ class ReplicateModelProvider(ModelProvider):
             if record is None:
                 record, prediction = self._create(api, ledger, request, spec, media, fingerprint)
             report(15, "Resumed the saved prediction" if resumed else "Prediction created")
+            assert prediction is not None  # a saved or created prediction was read
             prediction = self._wait(api, ledger, record, prediction, report)
             response = api.download(output_urls(prediction)[0])
         if response is None:
@@ -133,7 +134,9 @@ class ReplicateModelProvider(ModelProvider):
             if status in RUNNING:
                 api.cancel(record.prediction_id)
             return None, None
-        if status in RUNNING or (status == "succeeded" and output_urls(prediction)):
+        if prediction is not None and (
+            status in RUNNING or (status == "succeeded" and output_urls(prediction))
+        ):
             return record, prediction
         return None, None
 

@@ -56,10 +56,15 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         return cls(inst_data=inst_data)
 
     def _zygote_for(self, run: dg.DagsterRun) -> subprocess.Popen:
-        pointer = run.job_code_origin.repository_origin.code_pointer
+        origin = run.job_code_origin
+        if origin is None:
+            raise RuntimeError(f"run {run.run_id} has no code origin to load its job from")
+        pointer = origin.repository_origin.code_pointer
         module = getattr(pointer, "module", None) or getattr(pointer, "python_file", None)
+        if module is None:
+            raise RuntimeError(f"run {run.run_id}: code location {pointer} names no module")
         working_directory = getattr(pointer, "working_directory", None) or os.getcwd()
-        executable = run.job_code_origin.repository_origin.executable_path or sys.executable
+        executable = origin.repository_origin.executable_path or sys.executable
         key = (executable, module, working_directory)
         zygote = self._zygotes.get(key)
         if zygote is None or zygote.poll() is not None:
@@ -81,6 +86,7 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             for attempt in (1, 2):
                 zygote = self._zygote_for(run)
                 try:
+                    assert zygote.stdin is not None  # opened with stdin=PIPE
                     zygote.stdin.write(json.dumps(request) + "\n")
                     zygote.stdin.flush()
                     break

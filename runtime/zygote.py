@@ -59,7 +59,7 @@ def _run_child(request: dict) -> None:
     # Private Dagster API, pinned with the Dagster family: the body of
     # `dagster api execute_run`, so events, status and cancellation behave alike.
     from dagster._cli.api import _execute_run_command_body
-    from dagster._core.instance import DagsterInstance
+    from dagster._core.instance import DagsterInstance, InstanceRef
     from dagster._serdes import deserialize_value
     from dagster._utils.interrupts import capture_interrupts
 
@@ -69,7 +69,7 @@ def _run_child(request: dict) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         with capture_interrupts():
-            ref = deserialize_value(request["instance_ref"])
+            ref = deserialize_value(request["instance_ref"], InstanceRef)
             with DagsterInstance.from_ref(ref) as instance:
                 code = _execute_run_command_body(request["run_id"], instance, lambda _: None, False)
     finally:

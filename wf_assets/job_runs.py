@@ -18,7 +18,7 @@ def failure_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any
     """The structured record of the run's step failure, if a step failed."""
     records = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     for record in reversed(records):
-        data = record.dagster_event.step_failure_data
+        data = record.dagster_event.step_failure_data if record.dagster_event else None
         if data and data.user_failure_data:
             return {k: v.value for k, v in data.user_failure_data.metadata.items()}
     return None

@@ -31,7 +31,7 @@ class ModelSpec(BaseModel):
             raise ValueError(f"unknown step kinds {unknown}")
         return tasks
 
-    def provider_input(self, prompt: str | None, image: str | None, **extra: Any) -> dict:
+    def provider_input(self, prompt: str | None, image: str | None, **extra: Any) -> dict[str, Any]:
         """The provider's input dict, with $prompt/$image/$<name> placeholders filled in."""
         values = {"prompt": prompt, "image": image, **extra}
 

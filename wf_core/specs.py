@@ -138,8 +138,10 @@ def _check(spec: WorkflowSpec) -> list[tuple[str, str]]:
     return problems
 
 
-def _check_models(spec: WorkflowSpec, step: StepSpec, at: str, needs_model: bool) -> list:
-    problems = []
+def _check_models(
+    spec: WorkflowSpec, step: StepSpec, at: str, needs_model: bool
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
     supported = spec.supported_models.get(step.name, [])
     for j, model_id in enumerate(supported):
         model = MODELS.get(model_id)

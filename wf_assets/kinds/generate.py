@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from resources.media_storage import media_public_id
+from resources.media_storage import ResourceType, media_public_id
 from resources.model_provider import GenerationRequest
 from resources.staged_outputs import StagedOutputs, staging_url
 from wf_assets.kinds.base import StepContext
@@ -13,7 +13,7 @@ from wf_core.errors import HardError
 
 
 def make_generation_run(
-    task: str, url_field: str, resource_type: str, message: str
+    task: str, url_field: str, resource_type: ResourceType, message: str
 ) -> Callable[[StepContext], dict[str, Any]]:
     """The function of a kind that sends its input media through one model."""
 

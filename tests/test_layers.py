@@ -1,0 +1,34 @@
+"""Dependencies run one way: the bridge loads the core and its gateway, never the engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from wf_core.settings import REPO_ROOT
+
+ENGINE = ("resources", "sensors", "wf_assets", "runtime", "definitions", "cloudinary", "dagster")
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_the_bridge_loads_no_engine_module() -> None:
+    loaded = _modules_after("import bridge_api.app")
+    assert "bridge_api.dagster_gateway" in loaded and "wf_core.job_state" in loaded
+    engine = sorted(m for m in loaded if m.split(".")[0] in ENGINE)
+    assert engine == [], engine
+
+
+def test_the_core_loads_no_dagster_flask_or_httpx() -> None:
+    modules = "specs errors models step_kinds tags job_ids job_state control run_config"
+    imports = "; ".join(f"import wf_core.{m}" for m in modules.split())
+    loaded = _modules_after(f"{imports}; import wf_core.retry_policy, wf_core.circuit_breaker")
+    outside = {"dagster", "flask", "werkzeug", "httpx", *ENGINE}
+    assert sorted(m for m in loaded if m.split(".")[0] in outside) == []
