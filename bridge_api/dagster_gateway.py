@@ -22,7 +22,7 @@ from bridge_api.errors import ApiError
 from wf_core import tags as t
 from wf_core.job_state import RunView
 from wf_core.specs import WorkflowSpec
-from wf_core.tags import CANCEL_MARKER
+from wf_core.tags import cancel_mark_path, is_cancel_mark
 
 LOCATION = "workflows"
 REPOSITORY = "__repository__"
@@ -196,7 +196,7 @@ class DagsterGateway:
             {
                 "params": {
                     "eventType": "ASSET_OBSERVATION",
-                    "assetKey": {"path": [spec.id, spec.steps[0].name]},
+                    "assetKey": {"path": _mark_path(spec)},
                     "partitionKeys": [job_id],
                     "description": description,
                 },
@@ -221,7 +221,7 @@ class DagsterGateway:
         lookup; the cancel mark (an observation on each workflow's first step) is read
         in the same request, since it decides the status whatever the runs say.
         """
-        marks = sorted({(spec.id, spec.steps[0].name) for spec in specs.values()})
+        marks = sorted({tuple(_mark_path(spec)) for spec in specs.values()})
         variables: dict[str, Any] = {"tags": [{"key": t.JOB_ID, "value": job_id}], "job": job_id}
         variables.update({f"m{i}": list(path) for i, path in enumerate(marks)})
         data = self.query(_snapshot_document(len(marks)), variables)
@@ -243,7 +243,7 @@ class DagsterGateway:
         spec = specs.get(snapshot.workflow_id or "")
         if spec is None:
             return snapshot
-        mark = data.get(f"m{marks.index((spec.id, spec.steps[0].name))}") or {}
+        mark = data.get(f"m{marks.index(tuple(_mark_path(spec)))}") or {}
         snapshot.cancelled = _has_cancel_mark(mark)
         steps = {(spec.id, step.name): step.name for step in spec.steps}
         for event in sorted(found, key=lambda e: float(e["timestamp"])):
@@ -286,10 +286,12 @@ def _tag(run: dict, key: str) -> str | None:
     return next((tag["value"] for tag in run["tags"] if tag["key"] == key), None)
 
 
+def _mark_path(spec: WorkflowSpec) -> list[str]:
+    return cancel_mark_path(spec.id, spec.steps[0].name)
+
+
 def _has_cancel_mark(asset: dict) -> bool:
-    return any(
-        CANCEL_MARKER in (o.get("description") or "") for o in asset.get("assetObservations") or []
-    )
+    return any(is_cancel_mark(o.get("description")) for o in asset.get("assetObservations") or [])
 
 
 @functools.lru_cache(maxsize=8)

@@ -145,7 +145,8 @@ def retry(job_id: str):
     spec, snapshot = load_owned_job(job_id)
     state = job_state(spec, snapshot)
     try:
-        plan = plan_manual_retry(spec, state, snapshot.run_configs.get(state.latest.run_id))
+        parent_config = snapshot.run_configs.get(state.latest.run_id) if state.latest else None
+        plan = plan_manual_retry(spec, state, parent_config)
     except JobStateError as exc:
         raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
     run_id = gateway().launch(

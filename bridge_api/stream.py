@@ -254,7 +254,7 @@ def stream(job_id: str):
     """Server-Sent Events for one of the caller's jobs."""
     spec, _ = load_owned_job(job_id)
     delivered = Delivered.parse(request.headers.get("Last-Event-ID"))
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     body = stream_with_context(event_stream(spec, job_id, delivered, app))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(body, mimetype="text/event-stream", headers=headers)

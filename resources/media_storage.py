@@ -10,7 +10,6 @@ import dagster as dg
 from pydantic import Field
 
 # Re-exported for resources.replicate_output, which checks output formats against it.
-from wf_core.media_types import CONTENT_TYPES as CONTENT_TYPES
 
 ResourceType = Literal["image", "video"]
 

@@ -30,11 +30,6 @@ class GenerationRequest:
     source: StoredMedia
     params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def idempotency_key(self) -> str:
-        """One key per job and step: the same step of the same job is one paid prediction."""
-        return f"{self.job_id}/{self.step}"
-
 
 @dataclass(frozen=True)
 class GeneratedMedia:

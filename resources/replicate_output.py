@@ -6,17 +6,12 @@ import re
 from typing import Any
 from urllib.parse import urlparse
 
-from resources.media_storage import CONTENT_TYPES
 from resources.mp4_info import mp4_duration
 from wf_core.errors import HardError
+from wf_core.media_types import CONTENT_TYPES
 
-FORMATS = {
-    "jpeg": "jpg",
-    "image/jpeg": "jpg",
-    "image/png": "png",
-    "image/webp": "webp",
-    "video/mp4": "mp4",
-}
+# A format word from a file suffix or a content type (the core's table, read backwards).
+FORMATS = {"jpeg": "jpg", **{content: fmt for fmt, content in CONTENT_TYPES.items()}}
 PERCENT = re.compile(r"(\d{1,3})%")
 
 

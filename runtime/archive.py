@@ -14,14 +14,9 @@ import time
 import dagster as dg
 
 from wf_core.job_ids import JOBS_PARTITIONS_NAME, is_job_id, job_id_created_at
+from wf_core.job_state import ACTIVE
 
-_ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
+_ACTIVE = [dg.DagsterRunStatus(status) for status in sorted(ACTIVE)]
 
 
 def archivable_jobs(instance: dg.DagsterInstance, older_than_seconds: float) -> list[str]:

@@ -18,17 +18,14 @@ from dagster_graphql import DagsterGraphQLClient
 from runtime.instance import write_instance_yaml
 from wf_core import settings
 from wf_core.job_ids import JOBS_PARTITIONS_NAME
+from wf_core.job_state import FINISHED
 from wf_core.run_config import build_run_config
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import job_tags
 
 BIN_DIR = Path(sys.executable).parent
 LOCATION_NAME = "workflows"
-TERMINAL_STATUSES = {
-    dg.DagsterRunStatus.SUCCESS,
-    dg.DagsterRunStatus.FAILURE,
-    dg.DagsterRunStatus.CANCELED,
-}
+TERMINAL_STATUSES = {dg.DagsterRunStatus(status) for status in FINISHED}
 WORKSPACE_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }

@@ -172,3 +172,9 @@ def test_healthz_does_not_show_the_orchestrators_address(app) -> None:
     assert response.json["orchestrator"] == {"reachable": False}
     assert app.config["DAGSTER_GRAPHQL_URL"].encode() not in response.data
     assert b"127.0.0.1" not in response.data
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_a_non_positive_upload_limit_refuses_to_start(value) -> None:
+    with pytest.raises(ValueError, match="MAX_UPLOAD_MB"):
+        create_app({"MAX_UPLOAD_MB": value, "AUTH_MODE": "disabled"})

@@ -12,7 +12,7 @@ from wf_assets.asset_keys import asset_key_for
 from wf_assets.factory import build_workflow_assets
 from wf_assets.resume import completed_steps, ensure_partition
 from wf_core.job_ids import new_job_id
-from wf_core.job_state import first_step_to_run, steps_to_run
+from wf_core.job_state import steps_to_run
 from wf_core.run_config import build_run_config
 
 
@@ -59,7 +59,7 @@ def test_resume_runs_only_the_failed_step(specs, bench, instance) -> None:
     bench.set_faults({})
     remaining = steps_to_run(spec, completed_steps(instance, spec, job_id))
     assert remaining == ["video_generation"]
-    assert first_step_to_run(spec, completed_steps(instance, spec, job_id)) == 2
+    assert spec.step_index(remaining[0]) == 2
     second = dg.materialize(
         assets,
         instance=instance,

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wf_assets.asset_keys import asset_key_for
 from wf_core.job_state import ACTIVE
 from wf_core.specs import WorkflowSpec
-from wf_core.tags import CANCEL_MARKER, cancel_description
+from wf_core.tags import cancel_description, cancel_mark_path, is_cancel_mark
 
 
 def marker_asset_key(spec: WorkflowSpec) -> dg.AssetKey:
     """The asset that carries the cancel mark: the workflow's first step."""
-    return asset_key_for(spec, spec.steps[0].name)
+    return dg.AssetKey(cancel_mark_path(spec.id, spec.steps[0].name))
 
 
 def is_cancelled(instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str) -> bool:
@@ -27,7 +26,7 @@ def is_cancelled(instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str) 
         limit=50,
     ).records
     observations = (r.event_log_entry.asset_observation for r in records)
-    return any(o is not None and CANCEL_MARKER in (o.description or "") for o in observations)
+    return any(o is not None and is_cancel_mark(o.description) for o in observations)
 
 
 def cancel_job(

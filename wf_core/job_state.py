@@ -91,12 +91,6 @@ def steps_to_run(spec: WorkflowSpec, completed: set[str]) -> list[str]:
     return [s.name for s in spec.steps if s.name in selected]
 
 
-def first_step_to_run(spec: WorkflowSpec, completed: set[str]) -> int | None:
-    """Index of the first step a resume would run (None: the job is complete)."""
-    remaining = steps_to_run(spec, completed)
-    return spec.step_index(remaining[0]) if remaining else None
-
-
 def counted_runs(runs: list[RunView]) -> list[RunView]:
     """The runs that count for a job, newest first: the first-created run of each attempt.
 

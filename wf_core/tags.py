@@ -69,6 +69,16 @@ def cancel_description(user: str) -> str:
     return f"Job cancelled by {user} {CANCEL_MARKER}"
 
 
+def is_cancel_mark(description: str | None) -> bool:
+    """Whether an observation's text is the cancel mark."""
+    return CANCEL_MARKER in (description or "")
+
+
+def cancel_mark_path(workflow_id: str, first_step: str) -> list[str]:
+    """The asset that carries a job's cancel mark: its workflow's first step."""
+    return [workflow_id, first_step]
+
+
 def failure_tags(
     record: FailureRecord,
     failed_at: str,
