@@ -8,7 +8,6 @@ a retryable `server_unavailable` crash at its first step without a checkpoint.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -24,13 +23,17 @@ UNIDENTIFIED_GRACE_SECONDS = 30.0
 
 
 def crash_tags(
-    instance: dg.DagsterInstance, spec: WorkflowSpec | None, job_id: str, message: str
+    instance: dg.DagsterInstance,
+    spec: WorkflowSpec | None,
+    job_id: str,
+    message: str,
+    now: float,
 ) -> dict[str, str]:
-    """Failure tags for a run whose worker died: retryable, at its first unfinished step."""
+    """Failure tags for a worker found dead at `now`: retryable, at its first unfinished step."""
     tags = {
         t.ERROR_TYPE: "server_unavailable",
         t.RETRYABLE: "true",
-        t.FAILED_AT: datetime.now(UTC).isoformat(),
+        t.FAILED_AT: datetime.fromtimestamp(now, UTC).isoformat(),
         t.ERROR_MESSAGE: message,
     }
     if spec is not None:
@@ -40,8 +43,10 @@ def crash_tags(
     return tags
 
 
-def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec], log) -> list[str]:
-    """Fail every STARTED workflow run whose worker is dead; returns their run ids."""
+def fail_dead_runs(
+    instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec], log, now: float
+) -> list[str]:
+    """Fail every STARTED workflow run whose worker is dead at `now`; returns their run ids."""
     failed = []
     records = instance.get_run_records(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
@@ -52,7 +57,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec],
         if spec is None or t.JOB_ID not in run.tags:
             continue
         try:
-            if _fail_if_dead(instance, spec, record, log):
+            if _fail_if_dead(instance, spec, record, log, now):
                 failed.append(run.run_id)
         except Exception:
             # One run that cannot be checked must not stop the check of every other.
@@ -60,11 +65,13 @@ def fail_dead_runs(instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec],
     return failed
 
 
-def _fail_if_dead(instance: dg.DagsterInstance, spec: WorkflowSpec, record, log) -> bool:
+def _fail_if_dead(
+    instance: dg.DagsterInstance, spec: WorkflowSpec, record, log, now: float
+) -> bool:
     run = record.dagster_run
     identity = run_worker_identity(instance, run)
     if identity is None:
-        age = time.time() - record.update_timestamp.timestamp()
+        age = now - record.update_timestamp.timestamp()
         if age < UNIDENTIFIED_GRACE_SECONDS:
             return False
         # Our own run record started but never showed a worker: treat it as dead
@@ -72,7 +79,8 @@ def _fail_if_dead(instance: dg.DagsterInstance, spec: WorkflowSpec, record, log)
     elif worker_alive(identity) is not False:
         return False
     message = f"Run worker {identity or '(unknown)'} died mid-run"
-    instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message))
+    tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
+    instance.add_run_tags(run.run_id, tags)
     instance.report_run_failed(run, message=message)
     log.warning(f"{message}; run {run.run_id} marked failed")
     return True

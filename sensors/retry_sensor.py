@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,6 +41,10 @@ PAGE = 500
 # Runs whose update lands in the same instant as the cursor are read again;
 # tags make that idempotent.
 CURSOR_OVERLAP_SECONDS = 2.0
+# A quota probe the sensor asked for but whose run never appeared frees its slot after this.
+PROBE_START_TIMEOUT_SECONDS = 120.0
+
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -103,7 +107,8 @@ def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float)
         # child died, run monitoring): a crash, retryable, counted against its step.
         spec = specs.get(run.tags.get(t.WORKFLOW, ""))
         message = "The run worker died before its step finished"
-        instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message))
+        tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
+        instance.add_run_tags(run.run_id, tags)
         run = instance.get_run_by_id(run.run_id)
     retryable = run.tags.get(t.RETRYABLE) == "true"
     state = t.RETRY_WAITING if retryable else t.RETRY_DONE
@@ -127,7 +132,7 @@ def _settle_probes(instance, board: BreakerBoard, now: float, log) -> None:
         runs = job_run_views(instance, breaker.probe_job)
         probe = next((r for r in runs if r.attempt == breaker.probe_attempt), None)
         if probe is None:
-            if now - (breaker.probe_launched_at or now) > 120:
+            if now - (breaker.probe_launched_at or now) > PROBE_START_TIMEOUT_SECONDS:
                 log.warning(f"quota probe for {key} never started; releasing the slot")
                 breaker.probe_job = breaker.probe_attempt = breaker.probe_launched_at = None
             continue
@@ -172,12 +177,13 @@ def evaluate_retries(
     specs: dict[str, WorkflowSpec],
     provider: ModelProvider,
     settings: RetrySettings,
+    clock: Clock,
 ) -> dg.SensorResult:
-    """One tick of the retry sensor."""
-    instance, log, now = context.instance, context.log, time.time()
+    """One tick of the retry sensor; `clock()` is now, in epoch seconds, for the whole tick."""
+    instance, log, now = context.instance, context.log, clock()
     cursor = RetryCursor.load(context.cursor)
     board = BreakerBoard.from_dict(cursor.breakers)
-    fail_dead_runs(instance, specs, log)
+    fail_dead_runs(instance, specs, log, now)
     failed = _failed_since(instance, cursor.updated_after)
     _intake(instance, failed, specs, board, settings, now, log)
     if failed:
@@ -240,9 +246,12 @@ def _consider(instance, run, specs, provider, settings, board, cursor, now, log)
 
 
 def make_retry_sensor(
-    specs: dict[str, WorkflowSpec], jobs: list, settings: RetrySettings | None = None
+    specs: dict[str, WorkflowSpec],
+    jobs: list,
+    settings: RetrySettings | None = None,
+    clock: Clock = time.time,
 ) -> dg.SensorDefinition:
-    """The retry sensor over the workflow `jobs` built from `specs`."""
+    """The retry sensor over the workflow `jobs` built from `specs`; tests pass a fake `clock`."""
     settings = settings or RetrySettings()
 
     @dg.sensor(
@@ -254,6 +263,6 @@ def make_retry_sensor(
         jobs=jobs,
     )
     def workflow_retry_sensor(context: dg.SensorEvaluationContext, model_provider: ModelProvider):
-        return evaluate_retries(context, specs, model_provider, settings)
+        return evaluate_retries(context, specs, model_provider, settings, clock)
 
     return workflow_retry_sensor

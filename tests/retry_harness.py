@@ -1,4 +1,8 @@
-"""Drive the retry sensor against a real instance: real runs that really fail and retry."""
+"""Drive the retry sensor against a real instance: real runs that really fail and retry.
+
+The sensor reads a fake clock that starts at the real time and moves only when a
+test moves it; the runs' failure tags carry the real time they failed at.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import dagster as dg
 
 from sensors.retry_sensor import make_retry_sensor
 from tests.conftest import SAMPLE_IMAGE, Workbench
+from tests.fakes.clock import FakeClock
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.factory import build_workflow_assets, build_workflow_job
 from wf_assets.job_runs import load_job_state
@@ -13,7 +18,7 @@ from wf_assets.resume import ensure_partition
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
 from wf_core.job_state import JobState
-from wf_core.retry_policy import RetrySettings
+from wf_core.retry_policy import RetrySettings, next_retry_at
 from wf_core.run_config import build_run_config
 from wf_core.specs import WorkflowSpec
 
@@ -25,6 +30,8 @@ FAST = RetrySettings(
     rate_limit_default=1.0,
     auth_check_interval=0.0,
 )
+# How far before a scheduled retry the harness checks that nothing is launched yet.
+JUST_BEFORE = 0.001
 
 
 class RetryHarness:
@@ -36,14 +43,17 @@ class RetryHarness:
         bench: Workbench,
         specs: dict,
         settings: RetrySettings = FAST,
+        clock: FakeClock | None = None,
         **provider_config,
     ) -> None:
         self.instance = instance
         self.bench = bench
         self.specs = specs
+        self.settings = settings
+        self.clock = clock or FakeClock.at_wall_time()
         self.provider_config = provider_config
         jobs = [build_workflow_job(spec) for spec in specs.values()]
-        self.sensor = make_retry_sensor(specs, jobs, settings)
+        self.sensor = make_retry_sensor(specs, jobs, settings, self.clock)
         self.cursor: str | None = None
         self.launched_keys: set[str] = set()
 
@@ -76,6 +86,25 @@ class RetryHarness:
         result = self.sensor(context)
         self.cursor = result.cursor
         return list(result.run_requests or [])
+
+    def retry_at(self, spec: WorkflowSpec, job_id: str) -> float | None:
+        """When the retry policy lets the job run again (None: it waits on a condition)."""
+        return next_retry_at(spec, self.state(spec, job_id), self.settings)
+
+    def tick_when_due(self, spec: WorkflowSpec, job_id: str) -> list[dg.RunRequest]:
+        """Tick just before the job's scheduled retry (it must not go), then at it.
+
+        Returns the requests of the tick at the scheduled time; what the early tick
+        asked for other jobs is dropped, and the sensor asks for it again.
+        """
+        due = self.retry_at(spec, job_id)
+        assert due is not None, f"job {job_id} waits on a condition, not a time"
+        if self.clock() < due:
+            self.clock.advance_to(due - JUST_BEFORE)
+            early = [r for r in self.tick() if r.tags[t.JOB_ID] == job_id]
+            assert early == [], f"job {job_id} retried {due - self.clock():.3f} s early"
+            self.clock.advance_to(due)
+        return self.tick()
 
     def execute(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         """Run what the sensor asked for, once per run key, as the daemon would."""

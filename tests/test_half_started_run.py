@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 
 import dagster as dg
@@ -17,10 +16,12 @@ import pytest
 
 from runtime.launcher import PrewarmedRunLauncher
 from runtime.worker import run_worker_identity
-from tests.retry_harness import RetryHarness
+from sensors.crash_detector import UNIDENTIFIED_GRACE_SECONDS
+from tests.retry_harness import JUST_BEFORE, RetryHarness
 from wf_assets.resume import ensure_partition
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
+from wf_core.retry_policy import parse_time
 
 
 def _dead_pid() -> int:
@@ -29,8 +30,8 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def half_started_run(instance: dg.DagsterInstance, spec, pid: int) -> dg.DagsterRun:
-    """A run of a new job whose RUN_START event names `pid` and that carries no wf/worker tag."""
+def half_started_run(instance: dg.DagsterInstance, spec, pid: int | None) -> dg.DagsterRun:
+    """A run of a new job whose RUN_START event names `pid` (if any) and has no wf/worker tag."""
     job_id = new_job_id()
     ensure_partition(instance, job_id)
     run = dg.DagsterRun(
@@ -72,12 +73,8 @@ def test_a_dead_half_started_run_is_failed_and_other_retries_go_on(harness, spec
     dead = half_started_run(instance, spec, _dead_pid())
     alive = half_started_run(instance, spec, os.getpid())
 
-    relaunched = []
-    for _ in range(20):  # ticks until the backoff has passed; no tick may raise
-        relaunched += [r for r in harness.tick() if r.tags[t.JOB_ID] == waiting]
-        if relaunched:
-            break
-        time.sleep(0.2)
+    # Ticks before and at the waiting job's backoff; none may raise.
+    relaunched = [r for r in harness.tick_when_due(spec, waiting) if r.tags[t.JOB_ID] == waiting]
     assert relaunched, "the waiting job was never retried"
     assert harness.execute(relaunched[0]).success
     assert harness.state(spec, waiting).status == "completed"
@@ -88,6 +85,24 @@ def test_a_dead_half_started_run_is_failed_and_other_retries_go_on(harness, spec
     # Its job is now an ordinary retryable crash, not a job stuck "running".
     assert harness.state(spec, dead.tags[t.JOB_ID]).status == "pending_retry"
     assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+
+
+def test_a_run_without_a_worker_is_failed_only_after_its_grace(harness, specs) -> None:
+    spec = specs["img-edit-to-video"]
+    instance = harness.instance
+    unknown = half_started_run(instance, spec, pid=None)  # no wf/worker tag, no RUN_START pid
+    assert run_worker_identity(instance, unknown) is None
+    updated = instance.get_run_record_by_id(unknown.run_id).update_timestamp.timestamp()
+    harness.clock.advance_to(updated + UNIDENTIFIED_GRACE_SECONDS - JUST_BEFORE)
+    harness.tick()
+    assert instance.get_run_by_id(unknown.run_id).status == dg.DagsterRunStatus.STARTED
+    harness.clock.advance_to(updated + UNIDENTIFIED_GRACE_SECONDS)
+    harness.tick()
+    failed = instance.get_run_by_id(unknown.run_id)
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    assert failed.tags[t.RETRYABLE] == "true"
+    # The failure is dated by the sensor's clock, which its backoff is counted from.
+    assert parse_time(failed.tags[t.FAILED_AT]) == pytest.approx(harness.clock())
 
 
 def test_launcher_health_and_terminate_of_a_half_started_run(instance, specs) -> None:

@@ -1,13 +1,21 @@
-"""The retry sensor against a real instance, one error type and condition at a time."""
+"""The retry sensor against a real instance, one error type and condition at a time.
+
+The sensor's clock is a fake the tests move: no test sleeps for a backoff or a reset.
+"""
 
 from __future__ import annotations
 
-import time
+import ast
+from pathlib import Path
 
 import pytest
 
 from tests.retry_harness import RetryHarness
 from wf_core import tags as t
+from wf_core.retry_policy import parse_time
+from wf_core.settings import REPO_ROOT
+
+SETTLED = ("completed", "failed", "cancelled")
 
 
 @pytest.fixture
@@ -15,30 +23,49 @@ def harness(instance, bench, specs) -> RetryHarness:
     return RetryHarness(instance, bench, specs)
 
 
-def _run_until_settled(harness: RetryHarness, spec, job_id: str, limit: float = 20.0) -> str:
-    deadline = time.time() + limit
-    while time.time() < deadline:
+def _run_until_settled(harness: RetryHarness, spec, job_id: str, limit: int = 10) -> str:
+    """Tick, launch what is asked for, and move the clock to each scheduled retry."""
+    for _ in range(limit):
         for request in harness.tick():
             harness.execute(request)
         status = harness.state(spec, job_id).status
-        if status in ("completed", "failed", "cancelled"):
+        if status in SETTLED:
             return status
-        time.sleep(0.2)
+        assert status == "pending_retry", status
+        for request in harness.tick_when_due(spec, job_id):
+            harness.execute(request)
     raise AssertionError(f"job still {harness.state(spec, job_id).status}")
+
+
+@pytest.mark.parametrize(
+    "module", ["sensors/retry_sensor.py", "sensors/crash_detector.py", "wf_core/circuit_breaker.py"]
+)
+def test_the_sensor_and_breaker_read_no_clock_of_their_own(module: str) -> None:
+    tree = ast.parse(Path(REPO_ROOT / module).read_text())
+    calls = {
+        ast.unparse(node.func)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    wall = {"time.time", "time.monotonic", "datetime.now", "datetime.utcnow", "date.today"}
+    assert calls & wall == set(), f"{module} reads the clock; take `now` or a clock instead"
 
 
 def test_rate_limit_waits_for_its_reset_time(harness, bench, specs) -> None:
     spec = specs["style-transfer-video"]
-    bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 2, "times": 1}})
+    bench.set_faults(
+        {"image_to_video": {"error_type": "rate_limit", "retry_after": 30, "times": 1}}
+    )
     job_id = harness.start(spec)
     state = harness.state(spec, job_id)
     assert state.status == "pending_retry" and state.failed_step == "video"
-    retry_at = time.time() + 2 - 0.3
-    while time.time() < retry_at:
-        assert harness.tick() == [], "retried before the rate limit reset"
-        time.sleep(0.3)
-    time.sleep(0.5)
-    requests = harness.tick()
+    reset = parse_time(state.latest.tags[t.RETRY_AT])
+    assert reset == pytest.approx(parse_time(state.latest.tags[t.FAILED_AT]) + 30)
+    assert harness.retry_at(spec, job_id) == reset
+    assert harness.tick() == [], "retried before the rate limit reset"
+    harness.clock.advance_to(reset - 10)
+    assert harness.tick() == [], "retried before the rate limit reset"
+    requests = harness.tick_when_due(spec, job_id)
     assert len(requests) == 1
     request = requests[0]
     assert [k.path[1] for k in request.asset_selection] == ["video"]
@@ -139,9 +166,10 @@ def test_cancelled_job_is_not_retried(harness, bench, specs, instance) -> None:
     bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})
     job_id = harness.start(spec)
     state = harness.state(spec, job_id)
+    due = harness.retry_at(spec, job_id)
     check_cancellable(state)
     cancel_job(instance, spec, job_id, "user-1", [state.latest.run_id])
-    time.sleep(0.3)
+    harness.clock.advance_to(due + 1)  # the rate limit has reset: only the cancel stops it
     assert harness.tick() == []
     state = harness.state(spec, job_id)
     assert state.status == "cancelled"
@@ -165,7 +193,7 @@ def test_daemon_restart_neither_duplicates_nor_loses(harness, bench, specs) -> N
         {"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1, "times": 1}}
     )
     job_id = harness.start(spec)
-    time.sleep(0.2)
+    harness.clock.advance_to(harness.retry_at(spec, job_id))
     cursor_before = harness.cursor
     first = harness.tick()
     assert len(first) == 1
@@ -185,6 +213,7 @@ def test_no_second_run_while_one_is_active(harness, bench, specs, instance) -> N
     spec = specs["style-transfer-video"]
     bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})
     job_id = harness.start(spec)
+    due = harness.retry_at(spec, job_id)
     instance.add_run(
         dg.DagsterRun(
             job_name=spec.job_name,
@@ -192,6 +221,6 @@ def test_no_second_run_while_one_is_active(harness, bench, specs, instance) -> N
             tags=t.job_tags(spec.id, job_id, "user-1", "manual_retry", 2),
         )
     )
-    time.sleep(0.2)
+    harness.clock.advance_to(due + 1)  # the rate limit has reset: only the active run stops it
     assert harness.tick() == []
     assert harness.state(spec, job_id).status == "running"

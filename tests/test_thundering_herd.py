@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import dagster as dg
 
 from runtime.instance import write_instance_yaml
-from tests.retry_harness import FAST, RetryHarness
+from tests.retry_harness import FAST, JUST_BEFORE, RetryHarness
 from wf_core.specs import WorkflowSpec
 
 JOBS = 50
@@ -36,6 +34,21 @@ SPEC = WorkflowSpec.model_validate(
 )
 
 
+def _probe_after_cooldown(harness: RetryHarness, cooldown: float) -> dg.RunRequest:
+    """No job goes until `cooldown` after the breaker (re)opened, which is now; then one probe."""
+    reopen_at = harness.clock() + cooldown  # computed as the breaker does: exact, no drift
+    harness.clock.advance_to(reopen_at - JUST_BEFORE)
+    assert harness.tick() == [], "a job relaunched before the quota cooldown ended"
+    harness.clock.advance_to(reopen_at)
+    requests = harness.tick()
+    assert len(requests) == 1, f"{len(requests)} jobs relaunched at once"
+    assert requests[0].tags["wf/quota_probe"] == "local/kling/v1.6"
+    # However long the probe takes to start, nothing else goes while it is in flight.
+    harness.clock.advance(cooldown * 4)
+    assert harness.tick() == [], "a second job went while the probe was in flight"
+    return requests[0]
+
+
 def test_fifty_jobs_one_exhausted_quota(tmp_path, bench) -> None:
     home = tmp_path / "home"
     write_instance_yaml(home, pg_url="")
@@ -44,35 +57,25 @@ def test_fifty_jobs_one_exhausted_quota(tmp_path, bench) -> None:
         bench.set_faults({"kling/v1.6": {"error_type": "quota_exceeded"}})
         jobs = [harness.start(SPEC) for _ in range(JOBS)]
         assert {harness.state(SPEC, j).status for j in jobs} == {"pending_retry"}
+        # The first tick sees fifty quota failures: the breaker opens, no job goes.
+        assert harness.tick() == []
 
-        # While the quota stays exhausted: one probe per cooldown, never two in flight.
-        probes: list[float] = []
-        deadline = time.time() + 8
-        while time.time() < deadline:
-            requests = harness.tick()
-            assert len(requests) <= 1, f"{len(requests)} jobs relaunched at once"
-            for request in requests:
-                assert request.tags["wf/quota_probe"] == "local/kling/v1.6"
-                probes.append(time.time())
-                assert not harness.execute(request).success
-            time.sleep(0.1)
-        gaps = [later - earlier for earlier, later in zip(probes, probes[1:], strict=False)]
-        assert 2 <= len(probes) <= 4, probes
-        # Cooldowns of 1, 2, 4 s: each gap at least the cooldown then in force.
-        for index, gap in enumerate(gaps):
-            assert gap >= FAST.quota_cooldown * 2 ** (index + 1) - 0.05, gaps
+        # While the quota stays exhausted: one probe per cooldown, each failed probe
+        # doubling it (1, 2, 4, then 8 s, the cap), never two in flight.
+        for cooldown in (1.0, 2.0, 4.0, 8.0, 8.0):
+            probe = _probe_after_cooldown(harness, cooldown)
+            assert not harness.execute(probe).success
+            # The tick that sees the failed probe reopens the breaker from now.
+            assert harness.tick() == []
+        assert FAST.quota_cooldown == 1.0 and FAST.quota_cooldown_cap == 8.0
 
-        # The quota comes back: the next probe gets through and releases the rest.
+        # The quota comes back: the next probe gets through and releases the rest at once.
         bench.set_faults({})
-        released: list[dg.RunRequest] = []
-        deadline = time.time() + 20
-        while len(released) < JOBS - 1 and time.time() < deadline:
-            requests = harness.tick()
-            if len(requests) == 1 and "wf/quota_probe" in requests[0].tags:
-                assert harness.execute(requests[0]).success
-            else:
-                released.extend(requests)
-            time.sleep(0.1)
+        probe = _probe_after_cooldown(harness, FAST.quota_cooldown_cap)
+        assert harness.execute(probe).success
+        released = harness.tick()
+        assert len(released) == JOBS - 1
+        assert not any("wf/quota_probe" in r.tags for r in released)
         for request in released:
             assert harness.execute(request).success
         assert {harness.state(SPEC, j).status for j in jobs} == {"completed"}
