@@ -15,6 +15,8 @@ from tests.fakes.supabase_auth import FakeSupabaseAuth
 from tests.test_uploads import image_bytes, png_declaring
 from wf_core.job_ids import JOBS_PARTITIONS_NAME
 
+pytestmark = pytest.mark.stack
+
 OTHER_USER = "0b6f4f8e-1111-4222-8333-944455556666"
 SAMPLE_PNG = image_bytes("PNG", (64, 48))
 

@@ -19,6 +19,8 @@ from wf_core import tags as t
 from wf_core.job_ids import new_job_id
 from wf_core.specs import load_specs
 
+pytestmark = pytest.mark.stack
+
 
 def _wait(predicate, timeout: float, what: str):
     deadline = time.time() + timeout

@@ -23,6 +23,8 @@ from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
 from wf_core import tags as t
 
+pytestmark = pytest.mark.stack
+
 TRIALS = 20
 WORKFLOW = "img-edit-to-video"
 

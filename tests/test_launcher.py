@@ -22,6 +22,8 @@ from wf_core.job_ids import new_job_id
 from wf_core.settings import REPO_ROOT
 from wf_core.specs import load_spec
 
+pytestmark = pytest.mark.stack
+
 RELOAD = """mutation($name: String!) {
   reloadRepositoryLocation(repositoryLocationName: $name) { __typename } }"""
 TERMINATE = "mutation($id: String!) { terminateRun(runId: $id) { __typename } }"

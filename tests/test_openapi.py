@@ -25,6 +25,8 @@ from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
 from wf_core.errors import ERROR_TYPES as TAXONOMY
 
+pytestmark = pytest.mark.stack
+
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 # Filled by `env`: job ids, media files and workflow ids that exist, for the fuzzer to use too.
 SEEDED: dict[str, list[str]] = {}

@@ -17,7 +17,7 @@ from wf_core.settings import REPO_ROOT
 from wf_core.specs import WorkflowSpec, load_specs
 from wf_core.tags import JOB_ID, LAUNCHED_BY, PARTITION, USER, WORKFLOW
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
 WORKFLOW_ID = "img-edit-to-video"
 RUNS_QUERY = """
