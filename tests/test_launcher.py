@@ -1,4 +1,7 @@
-"""The prewarmed launcher through the real daemon: fork, terminate, health check, reload."""
+"""The prewarmed launcher through the real daemon: fork, terminate, health check, reload.
+
+Also the crash drill: SIGKILL a run worker mid-step; the job finishes on its own.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from runtime.launcher import PrewarmedRunLauncher
 from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
 from wf_assets.asset_keys import asset_key_for
+from wf_assets.job_runs import job_run_views, load_job_state
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
 from wf_core.settings import REPO_ROOT
@@ -39,6 +43,8 @@ def lab(tmp_path_factory):
         "WORKFLOW_SPECS_DIR": str(specs),
         "LOCAL_PROVIDER_FAULTS": str(root / "faults.json"),
         "LOCAL_PROVIDER_CALL_LOG": str(root / "calls.jsonl"),
+        "RETRY_BACKOFF_BASE": "0.5",
+        "RETRY_BACKOFF_CAP": "1",
     }
     with DagsterStack(root / "home", env=env) as stack:
         yield stack, root
@@ -62,12 +68,17 @@ def _video_started(root: Path) -> bool:
     return calls.exists() and '"image_to_video"' in calls.read_text()
 
 
-def _start_hanging_job(stack, root) -> str:
+def _start_hanging_job(stack, root, job_id: str | None = None) -> str:
     (root / "calls.jsonl").unlink(missing_ok=True)
     (root / "faults.json").write_text(json.dumps({"image_to_video": {"delay": 60, "times": 1}}))
-    run_id = stack.launch_job(_spec(root), new_job_id(), SAMPLE_IMAGE)
+    run_id = stack.launch_job(_spec(root), job_id or new_job_id(), SAMPLE_IMAGE)
     _wait(lambda: _video_started(root), 60, "the video step")
     return run_id
+
+
+def _calls(root: Path, job_id: str) -> list[str]:
+    lines = (root / "calls.jsonl").read_text().splitlines()
+    return [call["task"] for call in map(json.loads, lines) if call["job_id"] == job_id]
 
 
 def test_run_is_forked_from_the_zygote(lab) -> None:
@@ -89,9 +100,12 @@ def test_terminate_cancels_a_running_run(lab) -> None:
     assert stack.wait_for_run(run_id, 30) == dg.DagsterRunStatus.CANCELED
 
 
-def test_health_check_sees_a_dead_worker(lab) -> None:
+@pytest.mark.timeout(240)
+def test_a_killed_worker_is_seen_dead_and_the_job_resumes(lab) -> None:
+    """The crash drill: the health check and the retry sensor see the dead worker."""
     stack, root = lab
-    run_id = _start_hanging_job(stack, root)
+    spec, job_id = _spec(root), new_job_id()
+    run_id = _start_hanging_job(stack, root, job_id)
     run = stack.instance.get_run_by_id(run_id)
     launcher = stack.instance.run_launcher
     assert launcher.check_run_worker_health(run).status.value == "RUNNING"
@@ -101,12 +115,32 @@ def test_health_check_sees_a_dead_worker(lab) -> None:
         10,
         "the health check to fail",
     )
-    # The retry sensor (or run monitoring) fails the run and resumes the job.
-    _wait(
-        lambda: stack.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE,
-        60,
-        "the dead run to be failed",
-    )
+
+    def finished():
+        state = load_job_state(stack.instance, spec, job_id)
+        return state if state.status in ("completed", "failed", "cancelled") else None
+
+    # The retry sensor (or run monitoring) fails the run, and the sensor resumes the job.
+    state = _wait(finished, 120, "the job to finish on its own")
+    assert state.status == "completed"
+    runs = job_run_views(stack.instance, job_id)
+    crashed = next(r for r in runs if r.run_id == run_id)
+    assert crashed.status == "FAILURE"
+    assert crashed.tags[t.ERROR_TYPE] == "server_unavailable"
+    assert crashed.tags[t.FAILED_STEP] == "video_generation"
+    retry = runs[0]
+    assert retry.status == "SUCCESS"
+    assert retry.tags[t.PARENT_RUN] == run_id
+    assert retry.tags[t.LAUNCHED_BY] == "retry_sensor" and retry.attempt == 2
+    assert state.attempts == {"video_generation": 1}
+    # Steps 1-2 were not re-run: one image edit call, one materialization each.
+    assert _calls(root, job_id) == ["image_edit", "image_to_video", "image_to_video"]
+    for step in ("upload", "image_edit"):
+        records = stack.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key_for(spec, step), asset_partitions=[job_id]),
+            limit=10,
+        ).records
+        assert [r.run_id for r in records] == [run_id]
 
 
 def test_a_changed_spec_reaches_new_runs(lab) -> None:
