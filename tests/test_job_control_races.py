@@ -232,11 +232,21 @@ def test_early_cancel_stops_the_job(env, delay) -> None:
     answers = _at_once(*(cancel(job_id) for job_id in job_ids))
     _settle(env, job_ids)
     env["faults"].write_text("{}")
+    cancelled = 0
     for job_id, answer in zip(job_ids, answers, strict=True):
+        if answer.status_code == 409:  # a loaded machine may finish a job before its cancel
+            assert answer.json["error"]["job_status"] == "completed", answer.json
+            continue
         assert answer.status_code == 200, answer.json
+        cancelled += 1
         assert _status(env, job_id) == "cancelled"
+        # Nothing was started after the cancel answered; a step already under way when
+        # it arrived is interrupted or, if it had just finished, kept.
         assert _started_after(env, job_id, answer.answered_at) == []
-        assert _materializations(env, job_id, "video_generation") == 0
+        video_calls = [c for c in _call_log(env) if c["job_id"] == job_id]
+        if not any(c["task"] == "image_to_video" for c in video_calls):
+            assert _materializations(env, job_id, "video_generation") == 0
+    assert cancelled >= len(job_ids) // 2, "too few cancels met a running job"
 
 
 class LosingProxy:
