@@ -20,17 +20,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py $(ARGS)
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# Every gate, exactly as CI runs it: lint, format, the import contract, types, tests.
+test: lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # The same without the tests that start a real dagster-webserver and daemon (marker `stack`).
-test-fast: $(STAMP)
-	$(BIN)/ruff check .
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not stack" $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_overhead.py

@@ -127,7 +127,7 @@ def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float)
 
 def _settle_probes(instance, board: BreakerBoard, now: float, log) -> None:
     for key, breaker in list(board.breakers.items()):
-        if not breaker.probing:
+        if not breaker.probing or breaker.probe_job is None:
             continue
         runs = job_run_views(instance, breaker.probe_job)
         probe = next((r for r in runs if r.attempt == breaker.probe_attempt), None)

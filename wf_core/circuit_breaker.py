@@ -9,6 +9,7 @@ failure reopens it with a doubled cooldown. Never more than one probe in flight.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass
@@ -42,11 +43,11 @@ class BreakerBoard:
         self.breakers = breakers or {}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> BreakerBoard:
+    def from_dict(cls, raw: dict[str, dict[str, Any]]) -> BreakerBoard:
         """Load from the cursor's JSON."""
         return cls({key: Breaker(**value) for key, value in raw.items()})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, dict[str, Any]]:
         """Dump for the cursor's JSON."""
         return {key: asdict(value) for key, value in self.breakers.items()}
 

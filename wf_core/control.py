@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ class RetryPlan:
 def plan_retry(
     spec: WorkflowSpec,
     state: JobState,
-    parent_run_config: dict[str, Any] | None,
+    parent_run_config: Mapping[str, Any] | None,
     launched_by: str,
     model_override: str | None = None,
 ) -> RetryPlan:
@@ -65,7 +66,7 @@ def plan_retry(
 
 
 def plan_manual_retry(
-    spec: WorkflowSpec, state: JobState, parent_run_config: dict[str, Any] | None
+    spec: WorkflowSpec, state: JobState, parent_run_config: Mapping[str, Any] | None
 ) -> RetryPlan:
     """A user's retry: allowed for failed and pending_retry jobs only."""
     if state.status not in ("failed", "pending_retry"):
