@@ -45,8 +45,9 @@ def from_sdk_error(exc: cld.Error) -> WorkflowError:
         # On the upload endpoint a 404 means an unknown cloud or a wrong upload_prefix.
         return RetryableError("invalid_key", message, provider=PROVIDER)
     if isinstance(exc, cld.BadRequest):
-        kind = "file_too_large" if "file size too large" in str(exc).lower() else "invalid_input"
-        return HardError(kind, message, provider=PROVIDER)
+        if "file size too large" in str(exc).lower():
+            return HardError("file_too_large", message, provider=PROVIDER)
+        return HardError("invalid_input", message, provider=PROVIDER)
     if isinstance(exc, cld.GeneralError | cld.AlreadyExists):
         return RetryableError("server_unavailable", message, provider=PROVIDER)
     if _timed_out(exc):

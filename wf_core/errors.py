@@ -8,22 +8,23 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
-RETRYABLE_TYPES = frozenset(
-    {"quota_exceeded", "rate_limit", "timeout", "invalid_key", "server_unavailable"}
-)
-PERMANENT_TYPES = frozenset(
-    {
-        "invalid_input",
-        "file_too_large",
-        "unsupported_type",
-        "model_not_found",
-        "content_rejected",
-        "internal",
-    }
-)
-ERROR_TYPES = RETRYABLE_TYPES | PERMANENT_TYPES
+RetryableErrorType = Literal[
+    "quota_exceeded", "rate_limit", "timeout", "invalid_key", "server_unavailable"
+]
+PermanentErrorType = Literal[
+    "invalid_input",
+    "file_too_large",
+    "unsupported_type",
+    "model_not_found",
+    "content_rejected",
+    "internal",
+]
+ErrorType = Literal[RetryableErrorType, PermanentErrorType]
+RETRYABLE_TYPES: frozenset[str] = frozenset(get_args(RetryableErrorType))
+PERMANENT_TYPES: frozenset[str] = frozenset(get_args(PermanentErrorType))
+ERROR_TYPES: frozenset[str] = RETRYABLE_TYPES | PERMANENT_TYPES
 # Providers that give no header may say it in words: "Your rate limit resets in ~30s."
 RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
@@ -33,7 +34,7 @@ class WorkflowError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, error_type: str, message: str, **details: Any) -> None:
+    def __init__(self, error_type: ErrorType, message: str, **details: Any) -> None:
         if error_type not in ERROR_TYPES:
             raise ValueError(f"unknown error_type {error_type!r}")
         super().__init__(message)
@@ -49,7 +50,7 @@ class RetryableError(WorkflowError):
 
     def __init__(
         self,
-        error_type: str,
+        error_type: RetryableErrorType,
         message: str,
         retry_after: float | None = None,
         **details: Any,
@@ -63,7 +64,7 @@ class RetryableError(WorkflowError):
 class HardError(WorkflowError):
     """A failure that will fail again however often it is tried."""
 
-    def __init__(self, error_type: str, message: str, **details: Any) -> None:
+    def __init__(self, error_type: PermanentErrorType, message: str, **details: Any) -> None:
         if error_type not in PERMANENT_TYPES:
             raise ValueError(f"{error_type!r} is not a permanent error_type")
         super().__init__(error_type, message, **details)
@@ -75,7 +76,7 @@ class FailureRecord:
 
     step: str
     step_index: int
-    error_type: str
+    error_type: ErrorType
     retryable: bool
     message: str
     retry_after: float | None = None

@@ -14,11 +14,11 @@ from urllib.parse import urlparse
 from resources.json_files import write_json_atomic
 from resources.media_storage import StoredMedia, media_public_id
 from wf_assets.kinds.base import StepContext
-from wf_core.errors import HardError
+from wf_core.errors import HardError, PermanentErrorType
 from wf_core.media_checks import ImageRejected, check_image
 
 # The step's error_type for each reason the core check refuses an image.
-REFUSALS = {
+REFUSALS: dict[str, PermanentErrorType] = {
     "unsupported": "unsupported_type",
     "invalid": "invalid_input",
     "too_large": "file_too_large",
