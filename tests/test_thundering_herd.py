@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 
 from runtime.instance import write_instance_yaml
+from sensors.retry_sensor import PROBE_START_TIMEOUT_SECONDS
 from tests.retry_harness import FAST, JUST_BEFORE, RetryHarness
 from wf_core.specs import WorkflowSpec
 
 JOBS = 50
+# Cooldowns 1, 2, 4 s, then capped at 4 s.
+SETTINGS = replace(FAST, quota_cooldown=1.0, quota_cooldown_cap=4.0)
 SPEC = WorkflowSpec.model_validate(
     {
         "id": "quick-video",
@@ -43,9 +48,6 @@ def _probe_after_cooldown(harness: RetryHarness, cooldown: float) -> dg.RunReque
     requests = harness.tick()
     assert len(requests) == 1, f"{len(requests)} jobs relaunched at once"
     assert requests[0].tags["wf/quota_probe"] == "local/kling/v1.6"
-    # However long the probe takes to start, nothing else goes while it is in flight.
-    harness.clock.advance(cooldown * 4)
-    assert harness.tick() == [], "a second job went while the probe was in flight"
     return requests[0]
 
 
@@ -53,7 +55,7 @@ def test_fifty_jobs_one_exhausted_quota(tmp_path, bench) -> None:
     home = tmp_path / "home"
     write_instance_yaml(home, pg_url="")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        harness = RetryHarness(instance, bench, {SPEC.id: SPEC}, FAST)
+        harness = RetryHarness(instance, bench, {SPEC.id: SPEC}, SETTINGS)
         bench.set_faults({"kling/v1.6": {"error_type": "quota_exceeded"}})
         jobs = [harness.start(SPEC) for _ in range(JOBS)]
         assert {harness.state(SPEC, j).status for j in jobs} == {"pending_retry"}
@@ -61,17 +63,20 @@ def test_fifty_jobs_one_exhausted_quota(tmp_path, bench) -> None:
         assert harness.tick() == []
 
         # While the quota stays exhausted: one probe per cooldown, each failed probe
-        # doubling it (1, 2, 4, then 8 s, the cap), never two in flight.
-        for cooldown in (1.0, 2.0, 4.0, 8.0, 8.0):
+        # doubling it (1, 2, then 4 s, the cap), never two in flight.
+        for index, cooldown in enumerate((1.0, 2.0, 4.0, 4.0)):
             probe = _probe_after_cooldown(harness, cooldown)
+            if index == 0:
+                # Until its start times out, nothing else goes while the probe is in flight.
+                harness.clock.advance(PROBE_START_TIMEOUT_SECONDS - 1)
+                assert harness.tick() == [], "a second job went while the probe was in flight"
             assert not harness.execute(probe).success
             # The tick that sees the failed probe reopens the breaker from now.
             assert harness.tick() == []
-        assert FAST.quota_cooldown == 1.0 and FAST.quota_cooldown_cap == 8.0
 
         # The quota comes back: the next probe gets through and releases the rest at once.
         bench.set_faults({})
-        probe = _probe_after_cooldown(harness, FAST.quota_cooldown_cap)
+        probe = _probe_after_cooldown(harness, SETTINGS.quota_cooldown_cap)
         assert harness.execute(probe).success
         released = harness.tick()
         assert len(released) == JOBS - 1
