@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.retry_harness import RetryHarness
+from wf_assets.asset_keys import asset_key_for
 from wf_core import tags as t
 from wf_core.retry_policy import parse_time
 from wf_core.settings import REPO_ROOT
@@ -153,14 +154,17 @@ def test_fallback_model_at_once_on_quota(harness, bench, specs) -> None:
     state = harness.state(spec, job_id)
     assert state.status == "completed"
     checkpoint = harness.resources()["checkpoint_io"].read(
-        __import__("wf_assets.factory").factory.asset_key_for(spec, "video_generation"), job_id
+        asset_key_for(spec, "video_generation"), job_id
     )
     assert checkpoint["output"]["model_used"] == "kling/v1.6"
 
 
 def test_cancelled_job_is_not_retried(harness, bench, specs, instance) -> None:
-    from wf_assets.cancellation import cancel_job
+    import dagster as dg
+
+    from wf_assets.cancellation import marker_asset_key
     from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
+    from wf_core.tags import cancel_description
 
     spec = specs["style-transfer-video"]
     bench.set_faults({"image_to_video": {"error_type": "rate_limit", "retry_after": 0.1}})
@@ -168,7 +172,12 @@ def test_cancelled_job_is_not_retried(harness, bench, specs, instance) -> None:
     state = harness.state(spec, job_id)
     due = harness.retry_at(spec, job_id)
     check_cancellable(state)
-    cancel_job(instance, spec, job_id, "user-1", [state.latest.run_id])
+    # The cancel mark, as the bridge writes it (its run has failed: nothing to stop).
+    instance.report_runless_asset_event(
+        dg.AssetObservation(
+            asset_key=marker_asset_key(spec), partition=job_id, description=cancel_description("u")
+        )
+    )
     harness.clock.advance_to(due + 1)  # the rate limit has reset: only the cancel stops it
     assert harness.tick() == []
     state = harness.state(spec, job_id)

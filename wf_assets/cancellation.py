@@ -1,17 +1,17 @@
-"""Cancelling a job: stop its runs and leave a durable mark that nothing retries it.
+"""Reading a job's cancel mark from the instance (the sensor and the step guard).
 
-The mark is an asset observation on the job's first step, for the job's partition:
-it can be written through GraphQL's `reportRunlessAssetEvents` (the bridge) or the
-instance (here), and operators see "Cancelled by ..." in the asset's history.
+The bridge cancels a job (the one cancel path): it writes the mark, an asset
+observation on the job's first step for the job's partition, through GraphQL's
+`reportRunlessAssetEvents`, then stops the job's runs. Operators see "Job cancelled
+by ..." in the asset's history.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from wf_core.job_state import ACTIVE
 from wf_core.specs import WorkflowSpec
-from wf_core.tags import cancel_description, cancel_mark_path, is_cancel_mark
+from wf_core.tags import cancel_mark_path, is_cancel_mark
 
 
 def marker_asset_key(spec: WorkflowSpec) -> dg.AssetKey:
@@ -27,20 +27,3 @@ def is_cancelled(instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str) 
     ).records
     observations = (r.event_log_entry.asset_observation for r in records)
     return any(o is not None and is_cancel_mark(o.description) for o in observations)
-
-
-def cancel_job(
-    instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str, user: str, run_ids: list[str]
-) -> None:
-    """Mark the job cancelled, then stop its queued and running runs."""
-    instance.report_runless_asset_event(
-        dg.AssetObservation(
-            asset_key=marker_asset_key(spec),
-            partition=job_id,
-            description=cancel_description(user),
-        )
-    )
-    for run_id in run_ids:
-        run = instance.get_run_by_id(run_id)
-        if run is not None and run.status.value in ACTIVE:
-            instance.run_coordinator.cancel_run(run_id)
