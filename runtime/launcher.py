@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,9 @@ from dagster._core.launcher import (  # the documented extension point for launc
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from runtime.worker import run_worker_identity, worker_alive
+
+# How long an interrupted run worker has to wind down before it is killed.
+CANCEL_GRACE_SECONDS = 30.0
 
 
 class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
@@ -112,7 +116,28 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         if identity is None or not worker_alive(identity):
             return False
         os.kill(int(identity.rsplit(":", 2)[1]), signal.SIGINT)
+        threading.Thread(
+            target=self._settle_cancel, args=(run_id, identity), daemon=True, name="settle-cancel"
+        ).start()
         return True
+
+    def _settle_cancel(self, run_id: str, identity: str) -> None:
+        """Once the interrupted worker is gone, a run still CANCELING is CANCELED.
+
+        A worker that ends its run itself (a step that stopped on the cancel mark) or
+        dies on the interrupt reports no cancellation, and the run would stay
+        CANCELING until run monitoring's cancel timeout. A worker still alive after
+        the grace period is killed.
+        """
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        while worker_alive(identity) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if worker_alive(identity):
+            os.kill(int(identity.rsplit(":", 2)[1]), signal.SIGKILL)
+        time.sleep(1.0)  # the worker's last events, if it wrote any, land first
+        run = self._instance.get_run_by_id(run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+            self._instance.report_run_canceled(run, message="Run worker ended after terminate")
 
     @property
     def supports_check_run_worker_health(self) -> bool:
