@@ -12,6 +12,7 @@ Workers run on the daemon's host, like the default launcher's.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -135,9 +136,12 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         if worker_alive(identity):
             os.kill(int(identity.rsplit(":", 2)[1]), signal.SIGKILL)
         time.sleep(1.0)  # the worker's last events, if it wrote any, land first
-        run = self._instance.get_run_by_id(run_id)
-        if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
-            self._instance.report_run_canceled(run, message="Run worker ended after terminate")
+        try:
+            run = self._instance.get_run_by_id(run_id)
+            if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+                self._instance.report_run_canceled(run, message="Run worker ended after terminate")
+        except Exception:  # the instance went away (shutdown): monitoring settles it instead
+            logging.getLogger(__name__).exception("could not settle the cancel of %s", run_id)
 
     @property
     def supports_check_run_worker_health(self) -> bool:

@@ -8,6 +8,7 @@ not the EventLogEntry). Reading it must neither break the retry sensor's tick
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import uuid
 
@@ -112,7 +113,12 @@ def test_launcher_health_and_terminate_of_a_half_started_run(instance, specs) ->
     dead = half_started_run(instance, spec, _dead_pid())
     health = launcher.check_run_worker_health(instance.get_run_by_id(dead.run_id))
     assert health.status.value == "FAILED"
-    sleeper = subprocess.Popen(["sleep", "60"])
+    sleeper = subprocess.Popen(
+        ["sleep", "60"],
+        # A shell without job control starts background jobs ignoring SIGINT, and a
+        # child inherits that: give the stand-in worker the default, as the zygote does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         running = half_started_run(instance, spec, sleeper.pid)
         health = launcher.check_run_worker_health(instance.get_run_by_id(running.run_id))
