@@ -13,9 +13,8 @@ from bridge_api import create_app
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.supabase_auth import LEGACY_SECRET, FakeSupabaseAuth
 from tests.test_uploads import png_declaring
-from wf_core.job_ids import new_job_id
 
-JOB = new_job_id()
+JOB = "01a0c450-6c00-7000-8000-000000000000"  # a fixed UUIDv7: the same ids in every test process
 PROTECTED = [
     ("post", "/workflows/execute"),
     ("get", f"/workflows/execution/{JOB}"),
