@@ -21,12 +21,16 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py $(ARGS)
 
 # Every gate, exactly as CI runs it: lint, format, the import contract, types, tests.
+# Two test processes (the machine's two cores); a module's tests stay in one process,
+# so each module starts its Dagster stack once.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 test: lint
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(PYTEST) $(ARGS)
 
 # The same without the tests that start a real dagster-webserver and daemon (marker `stack`).
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not stack" $(ARGS)
+	$(PYTEST) -m "not stack" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
