@@ -7,8 +7,8 @@ import os
 
 import dagster as dg
 import pytest
-from resources.json_files import write_json_atomic
 
+from resources.json_files import write_json_atomic
 from wf_assets.checkpoints import CheckpointIOManager
 
 KEY = dg.AssetKey(["img-edit-to-video", "image_edit"])
