@@ -59,7 +59,7 @@ from werkzeug.serving import make_server
 # Not `from bridge_api import create_app`: an editable install made before bridge_api had
 # an __init__.py maps it as a namespace package when the repo root is not on sys.path.
 from bridge_api.app import create_app
-from bridge_api.dagster_gateway import CANCEL_MARK, JOB_SNAPSHOT
+from bridge_api.dagster_gateway import snapshot_document
 from runtime.instance import DEQUEUE_INTERVAL_SECONDS, MAX_CONCURRENT_RUNS, prepare_instance
 from runtime.stack import DagsterStack, free_port
 from wf_core import tags as t
@@ -436,8 +436,8 @@ class GetTimings:
 def graphql_documents(spec: WorkflowSpec) -> dict[str, str]:
     """The bridge's GraphQL requests for one GET, to time alone."""
     return {
-        "snapshot (every GET's request)": JOB_SNAPSHOT,
-        "cancel mark (GETs of failed jobs only)": CANCEL_MARK,
+        # Runs, checkpoints and the cancel mark of the job's workflow, in one request.
+        "snapshot (every GET's request)": snapshot_document(1),
         "{ version } (the webserver's floor)": "{ version }",
     }
 
@@ -463,10 +463,12 @@ def measure_gets(
 
         def post(document: str, job_id: str) -> dict:
             variables: dict = {}
-            if document is JOB_SNAPSHOT:
-                variables = {"tags": [{"key": t.JOB_ID, "value": job_id}]}
-            elif document is CANCEL_MARK:
-                variables = {"path": [spec.id, spec.steps[0].name], "job": job_id}
+            if document != "{ version }":
+                variables = {
+                    "tags": [{"key": t.JOB_ID, "value": job_id}],
+                    "job": job_id,
+                    "m0": [spec.id, spec.steps[0].name],
+                }
             response = gql.post(stack.graphql_url, json={"query": document, "variables": variables})
             body = response.json()
             if response.status_code != 200 or body.get("errors"):

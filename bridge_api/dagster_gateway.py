@@ -224,7 +224,7 @@ class DagsterGateway:
         marks = sorted({tuple(_mark_path(spec)) for spec in specs.values()})
         variables: dict[str, Any] = {"tags": [{"key": t.JOB_ID, "value": job_id}], "job": job_id}
         variables.update({f"m{i}": list(path) for i, path in enumerate(marks)})
-        data = self.query(_snapshot_document(len(marks)), variables)
+        data = self.query(snapshot_document(len(marks)), variables)
         runs, times, configs, found = [], {}, {}, []
         for raw in _runs(data["runsOrError"]):
             tags = {tag["key"]: tag["value"] for tag in raw["tags"]}
@@ -295,7 +295,7 @@ def _has_cancel_mark(asset: dict) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _snapshot_document(marks: int) -> str:
+def snapshot_document(marks: int) -> str:
     """The job query, with one aliased cancel-mark lookup per workflow's first step."""
     params = "".join(f", $m{i}: [String!]!" for i in range(marks))
     lookups = "".join(
