@@ -26,13 +26,11 @@ import dagster as dg
 from resources.model_provider import ModelProvider
 from sensors.crash_detector import crash_tags, fail_dead_runs
 from wf_assets.asset_keys import asset_key_for
-from wf_assets.cancellation import is_cancelled
-from wf_assets.job_runs import job_run_views, run_view
-from wf_assets.resume import completed_steps
+from wf_assets.job_runs import job_run_views, load_job_state, run_view
 from wf_core import tags as t
 from wf_core.circuit_breaker import BreakerBoard
 from wf_core.control import plan_retry
-from wf_core.job_state import ACTIVE, JobState, counted_runs, derive_job_state
+from wf_core.job_state import ACTIVE, JobState
 from wf_core.retry_policy import Decision, RetrySettings, decide, quota_key
 from wf_core.specs import WorkflowSpec
 
@@ -215,14 +213,12 @@ def _consider(instance, run, specs, provider, settings, board, cursor, now, log)
     if spec is None:
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
         return None
-    views = counted_runs(job_run_views(instance, job_id))
-    latest = views[0]
-    if latest.run_id != run.run_id:
-        if latest.status not in ACTIVE:
+    state = load_job_state(instance, spec, job_id, failure_details=False)
+    latest = state.latest
+    if latest is None or latest.run_id != run.run_id:
+        if latest is None or latest.status not in ACTIVE:
             instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
         return None
-    completed = completed_steps(instance, spec, job_id)
-    state = derive_job_state(spec, views, completed, is_cancelled(instance, spec, job_id))
     if state.status != "pending_retry":
         final = t.RETRY_EXHAUSTED if state.max_attempts_exceeded else t.RETRY_DONE
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: final})

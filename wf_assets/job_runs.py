@@ -10,7 +10,7 @@ import dagster as dg
 from wf_assets.cancellation import is_cancelled
 from wf_assets.resume import completed_steps
 from wf_core import tags as t
-from wf_core.job_state import JobState, RunView, derive_job_state
+from wf_core.job_state import JobState, RunView, counted_runs, derive_job_state
 from wf_core.specs import WorkflowSpec
 
 
@@ -41,10 +41,16 @@ def job_run_views(instance: dg.DagsterInstance, job_id: str) -> list[RunView]:
     return [run_view(record) for record in records]
 
 
-def load_job_state(instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str) -> JobState:
-    """The job's state from the instance's runs and checkpoints."""
-    views = job_run_views(instance, job_id)
-    if views and views[0].status == "FAILURE":
+def load_job_state(
+    instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str, failure_details: bool = True
+) -> JobState:
+    """The job's state from the instance's runs, checkpoints and cancel mark.
+
+    `failure_details` reads the latest failed run's step-failure metadata (one more
+    query); the retry sensor decides from run tags and skips it.
+    """
+    views = counted_runs(job_run_views(instance, job_id))
+    if failure_details and views and views[0].status == "FAILURE":
         views[0] = replace(views[0], failure=failure_metadata(instance, views[0].run_id))
     completed = completed_steps(instance, spec, job_id)
     return derive_job_state(spec, views, completed, is_cancelled(instance, spec, job_id))
