@@ -17,11 +17,14 @@ from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
+from resources.predictions import PredictionsResource
 from resources.replicate_provider import ReplicateModelProvider
+from sensors.parked_steps import make_parked_steps_sensor
 from sensors.retry_sensor import make_retry_sensor
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_workflow_job
 from wf_core import settings
+from wf_core.polling import poll_settings_from_env
 from wf_core.retry_policy import RetrySettings, retry_settings_from_env
 from wf_core.specs import WorkflowSpec, load_specs
 
@@ -34,7 +37,7 @@ def build_model_provider() -> ModelProvider:
             extra["base_url"] = dg.EnvVar("REPLICATE_API_BASE_URL")
         return ReplicateModelProvider(
             api_token=dg.EnvVar("REPLICATE_API_TOKEN"),
-            ledger_url=settings.prediction_ledger_url(),
+            webhooks=settings.public_base_url() is not None,
             **extra,
         )
     return LocalModelProvider(
@@ -58,11 +61,24 @@ def build_media_storage() -> MediaStorage:
     )
 
 
+def build_predictions() -> PredictionsResource:
+    """The prediction store and the poller's limits, from the environment."""
+    poll = poll_settings_from_env()
+    return PredictionsResource(
+        url=settings.state_db_url(),
+        public_base_url=settings.public_base_url(),
+        poll_interval_seconds=poll.interval,
+        poll_max_per_second=poll.max_per_second,
+        handoff_batch=poll.handoff_batch,
+    )
+
+
 def build_resources() -> dict[str, Any]:
     """Resources chosen from the environment: offline defaults, no account needed."""
     return {
         "model_provider": build_model_provider(),
         "media_storage": build_media_storage(),
+        "predictions": build_predictions(),
         CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=settings.checkpoint_url()),
     }
 
@@ -78,8 +94,13 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=[make_retry_sensor(specs, jobs, retry_settings or retry_settings_from_env())],
+        sensors=[
+            make_retry_sensor(specs, jobs, retry_settings or retry_settings_from_env()),
+            make_parked_steps_sensor(specs, jobs),
+        ],
         resources=resources if resources is not None else build_resources(),
+        # Runs launched by sensors too: one process per run, steps in it.
+        executor=dg.in_process_executor,
     )
 
 

@@ -13,8 +13,15 @@ from pathlib import Path
 from pydantic import Field
 
 from resources.media_storage import MediaStorage
-from resources.model_provider import GeneratedMedia, GenerationRequest, ModelProvider, ProgressFn
-from wf_core.errors import RETRYABLE_TYPES, HardError, RetryableError
+from resources.model_provider import (
+    GeneratedMedia,
+    GenerationRequest,
+    ModelProvider,
+    PreparedCall,
+    ProviderPrediction,
+)
+from wf_core.errors import RETRYABLE_TYPES, HardError, RetryableError, WorkflowError
+from wf_store.predictions import Prediction, input_digest
 
 VIDEO_SECONDS = 2.0
 VIDEO_FPS = 12
@@ -39,67 +46,134 @@ class LocalModelProvider(ModelProvider):
     def provider_name(self) -> str:
         return "local"
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        media: MediaStorage,
-        progress: ProgressFn | None = None,
-    ) -> GeneratedMedia:
+    def prepare(self, request: GenerationRequest, media: MediaStorage) -> PreparedCall:
+        """The offline call: the model renders the source named by id, with the prompt."""
         self.model_for(request)
-        self._log_call(request)
-        self._raise_fault(request)
-        self._wait(progress)
+        provider_input = {
+            "task": request.task,
+            "prompt": request.prompt,
+            "image": f"media:{request.source.public_id}.{request.source.format}",
+            **request.params,
+        }
+        digest = input_digest(request.model, request.model, provider_input)
+        return PreparedCall(request.model, provider_input, digest)
+
+    def submit(
+        self, call: PreparedCall, intent: Prediction, webhook_url: str | None
+    ) -> ProviderPrediction:
+        """Start an offline prediction: it ends `latency_seconds` after its intent.
+
+        Its id follows from the intent, so a submit repeated after a crash starts
+        nothing new. A configured fault fails the create, or adds its delay.
+        """
+        task = str(call.provider_input.get("task"))
+        fault = self._take_fault(intent.model, task) or {}
+        # Logged before the outcome, as a provider bills a call it has seen.
+        source = str(call.provider_input.get("image", "")).removeprefix("media:")
+        self._log_call(intent, task, source.rsplit(".", 1)[0], created=not fault.get("error_type"))
+        self._raise(fault, intent.model)
+        delay = float(fault.get("delay") or 0)
+        return self._view(intent, intent.created_at + self.latency_seconds + delay)
+
+    def create_may_have_arrived(self, error: WorkflowError) -> bool:
+        """A simulated refusal is certain: nothing was made."""
+        return False
+
+    def find(self, intent: Prediction) -> ProviderPrediction | None:
+        """An offline prediction exists from its first submit on: recomputed from the intent."""
+        if intent.prediction_id is None and not self._was_called(intent):
+            return None
+        return self._view(intent, intent.expected_at or intent.created_at + self.latency_seconds)
+
+    def fetch(self, prediction: Prediction) -> ProviderPrediction | None:
+        """Processing until its expected end, then succeeded."""
+        return self._view(prediction, prediction.expected_at or prediction.created_at)
+
+    def collect(
+        self, prediction: Prediction, request: GenerationRequest, media: MediaStorage
+    ) -> GeneratedMedia:
+        """Render the output now, from the stored source (deterministic from the prompt)."""
         source = media.read(request.source)
         seed = _seed(request.prompt or "", request.model)
+        ident = prediction.prediction_id
         if request.task == "image_to_video":
             data = render_zoom_video(source, seed)
             extra = {"duration": VIDEO_SECONDS}
-            return GeneratedMedia(data=data, format="mp4", provider="local", extra=extra)
+            return GeneratedMedia(
+                data=data, format="mp4", provider="local", prediction_id=ident, extra=extra
+            )
         render = {
             "image_edit": edit_image,
             "image_style": style_image,
             "image_upscale": upscale_image,
         }
         data = render[request.task](source, request.prompt or "", seed)
-        return GeneratedMedia(data=data, format="png", provider="local")
+        return GeneratedMedia(data=data, format="png", provider="local", prediction_id=ident)
 
-    def _log_call(self, request: GenerationRequest) -> None:
+    def failure(self, prediction: Prediction) -> WorkflowError:
+        """Offline predictions fail at submit; one that ends otherwise was lost or stopped."""
+        message = f"local prediction {prediction.prediction_id} {prediction.provider_status}"
+        details = {"provider": "local", "model": prediction.model}
+        if prediction.provider_status in ("canceled", "aborted"):
+            return RetryableError("timeout", message, None, **details)
+        return HardError("internal", f"{message}: {prediction.error or 'no message'}", **details)
+
+    def _view(self, intent: Prediction, expected_at: float) -> ProviderPrediction:
+        now = time.time()
+        ident = intent.prediction_id or f"local-{intent.id}"
+        if now >= expected_at:
+            return ProviderPrediction(ident, "succeeded", 100, None, None, expected_at)
+        total = max(1e-6, expected_at - intent.created_at)
+        done = max(0.0, min(1.0, (now - intent.created_at) / total))
+        status = "starting" if done < 0.05 else "processing"
+        return ProviderPrediction(ident, status, int(100 * done), None, None, expected_at)
+
+    def _was_called(self, intent: Prediction) -> bool:
+        """Whether a submit for this intent got as far as the call log (when one is kept)."""
+        if not self.call_log or not os.path.exists(self.call_log):
+            return self.call_log is None
+        with open(self.call_log, encoding="utf-8") as lines:
+            for line in lines:
+                call = json.loads(line) if line.strip() else {}
+                if call.get("intent") == intent.id and call.get("created"):
+                    return True
+        return False
+
+    def _log_call(self, intent: Prediction, task: str, source: str, created: bool) -> None:
         if not self.call_log:
             return
         line = {
-            "job_id": request.job_id,
-            "step": request.step,
-            "task": request.task,
-            "model": request.model,
-            "source": request.source.public_id,
+            "job_id": intent.job_id,
+            "step": intent.step,
+            "task": task,
+            "model": intent.model,
+            "source": source,
+            "intent": intent.id,
+            "created": created,
             "at": time.time(),
         }
         with open(self.call_log, "a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
 
-    def _raise_fault(self, request: GenerationRequest) -> None:
-        fault = self._take_fault(request)
-        if not fault:
-            return
-        if fault.get("delay"):
-            time.sleep(float(fault["delay"]))
+    @staticmethod
+    def _raise(fault: dict, model: str) -> None:
         error_type = fault.get("error_type")
         if not error_type:
             return
-        message = fault.get("message", f"simulated {error_type} for {request.model}")
-        details = {"provider": "local", "model": request.model}
+        message = fault.get("message", f"simulated {error_type} for {model}")
+        details = {"provider": "local", "model": model}
         if fault.get("retryable", True) and error_type in RETRYABLE_TYPES:
             raise RetryableError(error_type, message, fault.get("retry_after"), **details)
         raise HardError(error_type, message, **details)
 
-    def _take_fault(self, request: GenerationRequest) -> dict | None:
+    def _take_fault(self, model: str, task: str) -> dict | None:
         """The fault matching this call (by model, then task); a counted one is used up."""
         if not self.fault_file or not os.path.exists(self.fault_file):
             return None
         with open(self.fault_file, "r+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             faults = json.loads(handle.read() or "{}")
-            key = request.model if request.model in faults else request.task
+            key = model if model in faults else task
             fault = faults.get(key)
             if fault and "times" in fault:
                 fault["times"] -= 1
@@ -121,15 +195,6 @@ class LocalModelProvider(ModelProvider):
             return True
         faults = json.loads(Path(self.fault_file).read_text(encoding="utf-8") or "{}")
         return not any(f.get("error_type") == "invalid_key" for f in faults.values())
-
-    def _wait(self, progress: ProgressFn | None) -> None:
-        if self.latency_seconds <= 0:
-            return
-        ticks = max(1, int(self.latency_seconds))
-        for tick in range(ticks):
-            time.sleep(self.latency_seconds / ticks)
-            if progress:
-                progress(10 + 80 * (tick + 1) // ticks, "Model running...")
 
 
 def _seed(prompt: str, model: str) -> int:

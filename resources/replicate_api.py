@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -41,14 +43,23 @@ class ReplicateApi:
         self.downloads.close()
 
     def create(
-        self, provider_model: str, provider_input: dict[str, Any], deadline_seconds: float
+        self,
+        provider_model: str,
+        provider_input: dict[str, Any],
+        deadline_seconds: float,
+        webhook: str | None = None,
+        events: list[str] | None = None,
     ) -> dict[str, Any]:
         """Start a prediction; with `Prefer: wait` the answer may already be final."""
         name, _, version = provider_model.partition(":")
+        body: dict[str, Any] = {"input": provider_input}
         if version:
-            path, body = "/predictions", {"version": version, "input": provider_input}
+            path, body["version"] = "/predictions", version
         else:
-            path, body = f"/models/{name}/predictions", {"input": provider_input}
+            path = f"/models/{name}/predictions"
+        if webhook:
+            body["webhook"] = webhook
+            body["webhook_events_filter"] = events or ["completed"]
         # Replicate refuses deadlines under 5 s; we keep our own stricter one locally.
         headers = {"Cancel-After": f"{max(5, math.ceil(deadline_seconds))}s"}
         timeout = self.timeout
@@ -62,6 +73,18 @@ class ReplicateApi:
     def get(self, prediction_id: str) -> dict[str, Any] | None:
         """The prediction's current state, or None if Replicate does not know it."""
         return self._call("GET", f"/predictions/{prediction_id}", missing_ok=True)
+
+    def list_since(self, since: datetime, max_pages: int) -> Iterator[list[dict[str, Any]]]:
+        """Pages of the account's predictions created after `since`, newest first."""
+        url: str | None = "/predictions"
+        params: dict[str, str] | None = {"created_after": since.isoformat()}
+        for _ in range(max_pages):
+            if url is None:
+                return
+            page = self._call("GET", url, params=params)
+            assert page is not None
+            yield list(page.get("results") or [])
+            url, params = page.get("next"), None
 
     def cancel(self, prediction_id: str) -> dict[str, Any] | None:
         """Ask Replicate to stop a prediction; a failure here is not worth raising."""

@@ -13,6 +13,7 @@ import pytest
 
 from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
+from resources.predictions import PredictionsResource
 from runtime.instance import write_instance_yaml
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY
@@ -39,9 +40,15 @@ class Workbench:
         self.call_log = root / "calls.jsonl"
         self.fault_file = root / "faults.json"
 
+    @property
+    def state_db_url(self) -> str:
+        """The prediction store's database (SQLite in the test's folder)."""
+        return f"sqlite:///{self.root / 'state.db'}"
+
     def resources(self, **provider_config) -> dict:
-        """The three resources a workflow job needs."""
+        """The resources a workflow job needs."""
         return {
+            "predictions": PredictionsResource(url=self.state_db_url),
             "model_provider": LocalModelProvider(
                 call_log=str(self.call_log), fault_file=str(self.fault_file), **provider_config
             ),

@@ -6,15 +6,18 @@ annotations at definition time to find its config and resources.
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
+from resources.predictions import PredictionsResource
 from runtime.worker import worker_identity
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
+from wf_assets.kinds.generate import Parked
 from wf_assets.partitions import jobs_partitions
 from wf_assets.step_guard import check_run_may_proceed
 from wf_core import tags as t
@@ -64,14 +67,18 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
         kinds={"python", "video" if step.kind == "image_to_video" else "image"},
         metadata={"step_index": index, "step_type": step.type, "step_kind": step.kind},
         tags={"wf/step_type": step.type},
+        # A step whose prediction is parked at the provider ends its run without an
+        # output: the step and everything downstream wait for the continuation run.
+        output_required=False,
     )
     def _step(
         context: dg.AssetExecutionContext,
         config: StepConfig,
         model_provider: ModelProvider,
         media_storage: MediaStorage,
+        predictions: PredictionsResource,
         **upstream: dict[str, Any],
-    ) -> dg.Output[dict[str, Any]]:
+    ) -> Iterator[dg.Output[dict[str, Any]]]:
         started_at = now_iso()
         job_id = context.partition_key
         if context.run.tags.get(t.WORKER) != worker_identity():
@@ -92,15 +99,25 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
                 ],
                 provider=model_provider,
                 media=media_storage,
+                store=predictions.store(),
+                run_id=context.run_id,
+                attempt=int(context.run.tags.get(t.ATTEMPT, "1") or 1),
+                workflow_id=spec.id,
+                webhook_url=predictions.webhook_url,
+                poll_settings=predictions.poll_settings(),
                 source_path=config.source,
                 progress=lambda percent, message: context.log.info(
                     f"progress {percent}% {message}"
                 ),
             )
-            output = kind.run(ctx)
+            outcome = kind.run(ctx)
         except Exception as exc:
             used = (model_provider.provider_name, model) if kind.needs_model else (None, None)
             raise _step_failure(context, spec, step, exc, started_at, used) from exc
+        if isinstance(outcome, Parked):
+            _park(context, spec, step, outcome)
+            return
+        output = outcome.output
         checkpoint = {
             "workflow_id": spec.id,
             "job_id": job_id,
@@ -123,9 +140,43 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             metadata["media_url"] = dg.MetadataValue.url(url)
         if output.get("model_used"):
             metadata["model_used"] = output["model_used"]
-        return dg.Output(checkpoint, metadata=metadata)
+        yield dg.Output(checkpoint, metadata=metadata)
+        # The checkpoint is written once the output is yielded: only now is the
+        # prediction spent. (A crash before this leaves it `consuming`, which the
+        # step never reads again: it has its checkpoint.)
+        if outcome.intent_id:
+            predictions.store().consumed(outcome.intent_id)
 
     return _step
+
+
+def _park(
+    context: dg.AssetExecutionContext, spec: WorkflowSpec, step: StepSpec, parked: Parked
+) -> None:
+    """End this step without an output; tag the run so the job reads as waiting on it."""
+    row = parked.prediction
+    context.instance.add_run_tags(
+        context.run_id, {t.PARKED_STEP: step.name, t.PARKED_PREDICTION: row.id}
+    )
+    # For an operator in Dagster's UI: the asset's partition shows what it waits on.
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=asset_key_for(spec, step.name),
+            partition=context.partition_key,
+            description=f"Waiting on {row.provider} prediction {row.prediction_id}",
+            metadata={
+                "provider": row.provider,
+                "prediction_id": row.prediction_id or "",
+                "provider_status": row.provider_status or "",
+                "model": row.model,
+                "intent_id": row.id,
+            },
+        )
+    )
+    context.log.info(
+        f"{step.name} parked: {row.provider} prediction {row.prediction_id} "
+        f"({row.provider_status}); the run ends, the step continues when it completes"
+    )
 
 
 def _step_failure(

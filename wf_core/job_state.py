@@ -47,7 +47,15 @@ class RunView:
         """
         if t.ATTEMPT not in self.tags:
             return self.attempt, self.run_id
+        if t.CONTINUES in self.tags:
+            # A continuation finishes one parked prediction: one run per prediction.
+            return self.attempt, f"continues:{self.tags[t.CONTINUES]}"
         return self.attempt, self.tags.get(t.DAGSTER_PARENT_RUN, "")
+
+    @property
+    def parked_step(self) -> str | None:
+        """The step this run left waiting on its provider, if it parked one."""
+        return self.tags.get(t.PARKED_STEP) if self.status == "SUCCESS" else None
 
     @property
     def crashed(self) -> bool:
@@ -72,6 +80,8 @@ class JobState:
     error: dict[str, Any] | None = None
     attempts: dict[str, int] = field(default_factory=dict)
     max_attempts_exceeded: bool = False
+    # The step whose prediction runs at the provider while no run of the job is active.
+    parked_step: str | None = None
 
     @property
     def retry_count(self) -> int:
@@ -142,6 +152,10 @@ def derive_job_state(
         state.status = "pending" if latest.status in WAITING_TO_START else "running"
     elif not remaining:
         state.status = "completed"
+    elif latest.parked_step and latest.parked_step in remaining:
+        # Its step waits on the provider; the continuation run takes over from there.
+        state.status = "running"
+        state.parked_step = latest.parked_step
     elif latest.status == "FAILURE":
         _failed(spec, state, latest)
     else:

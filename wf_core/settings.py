@@ -28,6 +28,16 @@ def specs_dir() -> Path:
     return Path(os.environ.get("WORKFLOW_SPECS_DIR") or REPO_ROOT / "workflow_specs").resolve()
 
 
-def prediction_ledger_url() -> str:
-    """Where paid predictions are recorded per job and step (PREDICTION_LEDGER_URL)."""
-    return os.environ.get("PREDICTION_LEDGER_URL") or f"{checkpoint_url().rstrip('/')}/_predictions"
+def state_db_url() -> str:
+    """The engine's own tables (predictions, webhook deliveries): WF_STATE_DB_URL, else the
+    PostgreSQL database of DAGSTER_PG_URL, else a SQLite file under DAGSTER_HOME."""
+    return (
+        os.environ.get("WF_STATE_DB_URL")
+        or os.environ.get("DAGSTER_PG_URL")
+        or f"sqlite:///{dagster_home() / 'wf_state.db'}"
+    )
+
+
+def public_base_url() -> str | None:
+    """Where providers call us back (PUBLIC_BASE_URL); unset means polling only."""
+    return (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None

@@ -38,6 +38,15 @@ LAUNCH_ID = "wf/launch_id"
 # the cancel mark) or "duplicate" (another run of the same attempt came first).
 STOPPED = "wf/stopped"
 SUPERSEDED_BY = "wf/superseded_by"
+# Set on a run that parked a step: the step waiting on its provider, and the intent id
+# of its prediction (wf_store.predictions). The job is running while they stand.
+PARKED_STEP = "wf/parked_step"
+PARKED_PREDICTION = "wf/parked_prediction"
+# Set on a continuation run: the intent id of the completed prediction it finishes.
+CONTINUES = "wf/continues"
+# Dagster's queue priority: continuations of waiting jobs go before new jobs.
+PRIORITY = "dagster/priority"
+CONTINUATION_PRIORITY = "10"
 # Dagster's own tag on a re-execution launched from its UI.
 DAGSTER_PARENT_RUN = "dagster/parent_run_id"
 

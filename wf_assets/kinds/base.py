@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resources.media_storage import MediaStorage, StoredMedia
 from resources.model_provider import ModelProvider, ProgressFn
+from wf_core.polling import PollSettings
 from wf_core.step_kinds import STEP_KIND_TABLE, StepKindInfo
+from wf_store.predictions import PredictionStore
+
+if TYPE_CHECKING:
+    from wf_assets.kinds.generate import Finished, Parked
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,23 @@ class StepContext:
     upstream: list[Upstream]
     provider: ModelProvider
     media: MediaStorage
+    store: PredictionStore | None = None
+    run_id: str = ""
+    attempt: int = 1
+    workflow_id: str = ""
+    # Where the provider calls back (`<PUBLIC_BASE_URL>/hooks/replicate`); None: polling only.
+    webhook_url: str | None = None
+    poll_settings: PollSettings = field(default_factory=PollSettings)
+    clock: Callable[[], float] = time.time
     source_path: str | None = None
     progress: ProgressFn = field(default=lambda percent, message: None)
+
+    @property
+    def predictions(self) -> PredictionStore:
+        """The prediction store (generation kinds need one)."""
+        if self.store is None:
+            raise RuntimeError(f"step {self.step!r} needs a prediction store")
+        return self.store
 
 
 @dataclass(frozen=True)
@@ -50,7 +71,7 @@ class StepKind:
     """A registered step kind: its row of the core table and the function that runs it."""
 
     info: StepKindInfo
-    run: Callable[[StepContext], dict[str, Any]]
+    run: Callable[[StepContext], Finished | Parked]
 
     @property
     def name(self) -> str:

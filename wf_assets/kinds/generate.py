@@ -1,28 +1,53 @@
-"""Generation kinds: ask the model provider for new media, then keep our own copy."""
+"""Generation kinds: ask the model provider for new media, park while it works, then keep
+our own copy.
+
+A run never waits for a model. The first time a step runs it records the intent,
+creates the prediction and parks (`Parked`): its run ends, holding nothing. When the
+prediction has ended (webhook or poll), the hand-off sensor starts a continuation
+run, in which the same step finds it completed and stores its output, or raises
+its classified failure.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from resources.media_storage import ResourceType, media_public_id
-from resources.model_provider import GenerationRequest
+from resources.model_provider import GenerationRequest, PreparedCall
 from resources.staged_outputs import StagedOutputs, staging_url
 from wf_assets.kinds.base import StepContext
-from wf_core.errors import HardError
+from wf_core.errors import HardError, RetryableError, WorkflowError
+from wf_core.polling import first_poll_at
+from wf_store import predictions as p
+
+
+@dataclass(frozen=True)
+class Parked:
+    """The step's prediction is running at the provider; the run ends without an output."""
+
+    prediction: p.Prediction
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The step's output, and the prediction it consumed (marked once the checkpoint is in)."""
+
+    output: dict[str, Any]
+    intent_id: str | None
 
 
 def make_generation_run(
     task: str, url_field: str, resource_type: ResourceType, message: str
-) -> Callable[[StepContext], dict[str, Any]]:
+) -> Callable[[StepContext], Finished | Parked]:
     """The function of a kind that sends its input media through one model."""
 
-    def run(ctx: StepContext) -> dict[str, Any]:
+    def run(ctx: StepContext) -> Finished | Parked:
         if not ctx.upstream:
             raise HardError("invalid_input", f"step {ctx.step!r} has no input media")
         if not ctx.model:
             raise HardError("model_not_found", f"step {ctx.step!r} has no model")
-        ctx.progress(10, message)
         request = GenerationRequest(
             job_id=ctx.job_id,
             step=ctx.step,
@@ -34,8 +59,22 @@ def make_generation_run(
         # A result paid for on an earlier attempt, whose storing failed, is not paid twice.
         staged = StagedOutputs(staging_url(ctx.media.staging_url))
         result = staged.take(request)
+        intent_id = None
         if result is None:
-            result = ctx.provider.generate(request, ctx.media, ctx.progress)
+            row = _settled_prediction(ctx, request, message)
+            if row.state not in (p.CONSUMING,):
+                return Parked(row)
+            intent_id = row.id
+            if not row.succeeded:
+                ctx.predictions.consumed(row.id)
+                raise ctx.provider.failure(row)
+            ctx.progress(90, "Storing the model's output")
+            try:
+                result = ctx.provider.collect(row, request, ctx.media)
+            except RetryableError:
+                # Its output is gone: the next attempt needs a new prediction.
+                ctx.predictions.expired(row.id, "the output could not be fetched")
+                raise
             staged.keep(request, result)
         else:
             ctx.progress(90, "Using the model output kept from an earlier attempt")
@@ -45,7 +84,7 @@ def make_generation_run(
         )
         staged.drop(request)
         ctx.progress(100, "Output stored")
-        return {
+        output = {
             url_field: stored.url,
             "public_id": stored.public_id,
             "format": stored.format,
@@ -58,5 +97,87 @@ def make_generation_run(
             "prediction_id": result.prediction_id,
             **result.extra,
         }
+        return Finished(output, intent_id)
 
     return run
+
+
+def _settled_prediction(ctx: StepContext, request: GenerationRequest, message: str):
+    """This step's prediction: claimed by this run if it has ended, else parked (created now
+    if there was none)."""
+    store, provider = ctx.predictions, ctx.provider
+    call = provider.prepare(request, ctx.media)
+    row = store.latest(ctx.job_id, ctx.step)
+    if row is not None and row.state in p.LIVE and row.input_digest != call.digest:
+        # It was asked for something else (another model or input): stop paying for it.
+        if row.prediction_id and not row.terminal:
+            provider.cancel(row)
+        store.abandon(row.id, "the step's model or input changed")
+        row = None
+    if row is None or row.state not in p.LIVE:
+        ctx.progress(10, message)
+        row = _create(ctx, call, _intend(ctx, call, request))
+    elif row.state == p.CREATING:
+        # A crash came between the intent and the provider's answer: find before creating.
+        found = provider.find(row)
+        if found is None:
+            row = _create(ctx, call, row)
+        else:
+            row = _record_created(ctx, row, found)
+    elif row.state == p.PARKED:
+        # Run again while parked (a retry after a crash): it may have ended meanwhile.
+        seen = provider.fetch(row)
+        lost = {"id": row.prediction_id, "status": "aborted", "error": "the provider lost it"}
+        store.apply_provider_update(seen.as_update() if seen else lost, "run")
+        row = store.get(row.id) or row
+    if row.state in (p.COMPLETED, p.HANDED_OFF, p.CONSUMING):
+        claimed = store.claim(row.id, ctx.run_id)
+        if claimed is None:
+            raise RetryableError(
+                "server_unavailable", f"prediction {row.prediction_id} was taken over", None
+            )
+        return claimed
+    ctx.progress(15, f"Waiting for {provider.provider_name} ({row.provider_status})")
+    return row
+
+
+def _intend(ctx: StepContext, call: PreparedCall, request: GenerationRequest) -> p.Prediction:
+    return ctx.predictions.intend(
+        job_id=ctx.job_id,
+        step=ctx.step,
+        attempt=ctx.attempt,
+        workflow_id=ctx.workflow_id,
+        provider=ctx.provider.provider_name,
+        model=request.model,
+        provider_model=call.provider_model,
+        input_digest=call.digest,
+        provider_input=call.provider_input,
+        run_id=ctx.run_id,
+    )
+
+
+def _create(ctx: StepContext, call: PreparedCall, intent: p.Prediction) -> p.Prediction:
+    try:
+        created = ctx.provider.submit(call, intent, ctx.webhook_url)
+    except WorkflowError as exc:
+        if not ctx.provider.create_may_have_arrived(exc):
+            ctx.predictions.abandon(intent.id, f"create refused: {exc.error_type}")
+        raise
+    except Exception as exc:
+        ctx.predictions.abandon(intent.id, f"create refused: {type(exc).__name__}")
+        raise
+    return _record_created(ctx, intent, created)
+
+
+def _record_created(ctx: StepContext, intent: p.Prediction, created) -> p.Prediction:
+    now = ctx.clock()
+    webhooks = ctx.webhook_url is not None and ctx.provider.sends_webhooks
+    return ctx.predictions.created(
+        intent.id,
+        created.id,
+        created.status,
+        first_poll_at(now, created.expected_at, webhooks, ctx.poll_settings),
+        expected_at=created.expected_at,
+        output=created.output,
+        error=None if created.error is None else str(created.error),
+    )

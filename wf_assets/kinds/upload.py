@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from resources.json_files import write_json_atomic
 from resources.media_storage import StoredMedia, media_public_id
 from wf_assets.kinds.base import StepContext
+from wf_assets.kinds.generate import Finished
 from wf_core.errors import HardError, PermanentErrorType
 from wf_core.media_checks import ImageRejected, check_image
 
@@ -62,7 +63,12 @@ def job_upload(source: str, job_id: str) -> Path | None:
     return path if path.parent.name == job_id and path.stem == UPLOAD_STEM else None
 
 
-def run_upload(ctx: StepContext) -> dict[str, Any]:
+def run_upload(ctx: StepContext) -> Finished:
+    """The upload step as a kind: its output, no prediction."""
+    return Finished(store_upload(ctx), None)
+
+
+def store_upload(ctx: StepContext) -> dict[str, Any]:
     """Validate the job's input image, store it as `jobs/<job>/upload`, drop the raw upload."""
     if not ctx.source_path:
         raise HardError("invalid_input", "no input file was given for the upload step")
