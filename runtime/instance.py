@@ -15,9 +15,13 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from wf_core import settings
+from wf_store.predictions import PredictionStore
 
 DEQUEUE_INTERVAL_SECONDS = 1
-MAX_CONCURRENT_RUNS = 4
+# Runs are short now: a step that waits on a model parks and its run ends. What bounds
+# them is CPU (two cores here) and memory (~50 MiB PSS per run worker): see the README's
+# sizing rule.
+MAX_CONCURRENT_RUNS = 6
 
 
 def postgres_storage(url: str) -> dict[str, Any]:
@@ -48,6 +52,20 @@ def run_launcher_config() -> dict[str, Any]:
     if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
         return {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
     return {"module": "runtime.launcher", "class": "PrewarmedRunLauncher"}
+
+
+def compute_logs_config(home: Path) -> dict[str, Any]:
+    """No stdout/stderr capture by default; COMPUTE_LOGS=local keeps it under DAGSTER_HOME."""
+    if os.environ.get("COMPUTE_LOGS", "off") == "local":
+        return {
+            "module": "dagster._core.storage.local_compute_log_manager",
+            "class": "LocalComputeLogManager",
+            "config": {"base_dir": str(home / "compute_logs")},
+        }
+    return {
+        "module": "dagster._core.storage.noop_compute_log_manager",
+        "class": "NoOpComputeLogManager",
+    }
 
 
 def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
@@ -89,6 +107,9 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
             "poll_interval_seconds": 30,
         },
         "sensors": {"use_threads": True, "num_workers": 2},
+        # Steps log through Dagster's event log; capturing stdout/stderr costs four helper
+        # processes per run. COMPUTE_LOGS=local turns the capture back on.
+        "compute_logs": compute_logs_config(home),
         "telemetry": {"enabled": False},
         "nux": {"enabled": False},
     }
@@ -115,6 +136,10 @@ def prepare_instance(home: Path | None = None) -> Path:
 
     with dg.DagsterInstance.from_config(str(written.parent)) as instance:
         instance.get_runs(limit=1)
+    # The engine's own tables (predictions, webhook deliveries), before anyone writes them.
+    store = PredictionStore(settings.state_db_url(written.parent))
+    store.create_schema()
+    store.close()
     return written
 
 

@@ -22,6 +22,7 @@ from wf_core.job_state import FINISHED
 from wf_core.run_config import build_run_config
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import job_tags
+from wf_store.predictions import PredictionStore
 
 BIN_DIR = Path(sys.executable).parent
 LOCATION_NAME = "workflows"
@@ -110,6 +111,11 @@ class DagsterStack:
             raise StackError(f"GraphQL errors: {body['errors']}")
         return body["data"]
 
+    @property
+    def state_db_url(self) -> str:
+        """The engine's state database as the stack's processes see it."""
+        return settings.state_db_url(self.home, self.env)
+
     def log_path(self, name: str) -> Path:
         """The log file of one process ("webserver" or "daemon")."""
         return self.home / f"{name}.log"
@@ -120,6 +126,9 @@ class DagsterStack:
         # Create the storage here first: on a fresh SQLite home, the webserver and the
         # daemon would otherwise race to create the same tables and one of them fails.
         self.instance.get_runs(limit=1)
+        store = PredictionStore(self.state_db_url)
+        store.create_schema()
+        store.close()
         started = time.time()
         workspace = ["-w", str(settings.REPO_ROOT / "workspace.yaml")]
         self._spawn(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +29,17 @@ def specs_dir() -> Path:
     return Path(os.environ.get("WORKFLOW_SPECS_DIR") or REPO_ROOT / "workflow_specs").resolve()
 
 
-def state_db_url() -> str:
+def state_db_url(home: Path | None = None, env: Mapping[str, str] | None = None) -> str:
     """The engine's own tables (predictions, webhook deliveries): WF_STATE_DB_URL, else the
-    PostgreSQL database of DAGSTER_PG_URL, else a SQLite file under DAGSTER_HOME."""
+    PostgreSQL database of DAGSTER_PG_URL, else a SQLite file under DAGSTER_HOME (`home`).
+
+    `env` is the environment to read (another process's); this process's by default.
+    """
+    env = os.environ if env is None else env
     return (
-        os.environ.get("WF_STATE_DB_URL")
-        or os.environ.get("DAGSTER_PG_URL")
-        or f"sqlite:///{dagster_home() / 'wf_state.db'}"
+        env.get("WF_STATE_DB_URL")
+        or env.get("DAGSTER_PG_URL")
+        or f"sqlite:///{(home or dagster_home()) / 'wf_state.db'}"
     )
 
 

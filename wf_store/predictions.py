@@ -139,7 +139,7 @@ class Prediction:
         return self.provider_status in TERMINAL_STATUSES
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Prediction:
+    def from_row(cls, row: Mapping[Any, Any]) -> Prediction:
         """A row of `wf_predictions` as a Prediction (JSON columns decoded)."""
         values = {f.name: row[f.name] for f in fields(cls)}
         for name in ("provider_input", "output"):
@@ -315,8 +315,9 @@ class PredictionStore:
         """Record the intent to create a prediction, before the provider is called."""
         self.create_schema()
         now = self.clock()
+        intent_id = uuid.uuid4().hex
         values = {
-            "id": uuid.uuid4().hex,
+            "id": intent_id,
             "job_id": job_id,
             "step": step,
             "attempt": attempt,
@@ -334,7 +335,7 @@ class PredictionStore:
         }
         with self.engine.begin() as conn:
             conn.execute(predictions.insert().values(**values))
-        found = self.get(values["id"])
+        found = self.get(intent_id)
         assert found is not None
         return found
 
