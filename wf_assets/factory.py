@@ -4,9 +4,9 @@ No `from __future__ import annotations` here: Dagster reads the asset function's
 annotations at definition time to find its config and resources.
 """
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
