@@ -136,6 +136,29 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / TICK
 
 
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """CPU of the live processes under `roots`, each with its reaped children (utime,
+    stime, cutime, cstime): run workers that ended are counted in their parent's."""
+    total = 0
+    for pid in descendants(roots):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])
+    return total / TICK
+
+
+def pg_sessions(url: str) -> int:
+    """Connections ever opened to the database (pg_stat_database.sessions)."""
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        (count,) = cur.fetchone()
+    conn.close()
+    return int(count)
+
+
 def own_cpu_seconds() -> float:
     """This process's CPU (the fake provider, the sampler, the submitters)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -226,7 +249,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             env_bridge = {**stack.env}
             with bridge_on(env_bridge, tmp, hook_port) as bridge_proc:
                 roots = [p.pid for p in stack.procs.values()] + [bridge_proc.pid]
-                return measure(args, spec, stack, fake, roots)
+                return measure(args, spec, stack, fake, roots, pg_url)
 
 
 @contextmanager
@@ -263,11 +286,13 @@ def measure(
     stack: DagsterStack,
     fake: FakeReplicate,
     roots: list[int],
+    pg_url: str,
 ) -> dict:
     """Submit N jobs at once, sample until all are final, compute the figures."""
     sampler = Sampler(roots)
     sampler.start()
     cpu0, own0 = machine_busy_seconds(), own_cpu_seconds()
+    tree0, sessions0 = tree_cpu_seconds(roots), pg_sessions(pg_url)
     started = time.time()
     job_ids = [new_job_id() for _ in range(args.jobs)]
     submitted: dict[str, float] = {}
@@ -292,6 +317,8 @@ def measure(
         )
         time.sleep(5)
     cpu = machine_busy_seconds() - cpu0 - (own_cpu_seconds() - own0)
+    tree = tree_cpu_seconds(roots) - tree0
+    sessions = pg_sessions(pg_url) - sessions0
     sampler.stop.set()
     sampler.join()
     completed = [j for j, f in finished.items() if f[0] == "completed"]
@@ -312,6 +339,8 @@ def measure(
         else None,
         "runs_per_job": round(sum(f[1] for f in finished.values()) / max(1, len(finished)), 2),
         "cpu_s_per_job": round(cpu / max(1, len(completed)), 3),
+        "cpu_s_per_job_without_postgres": round(tree / max(1, len(completed)), 3),
+        "pg_connections_per_job": round(sessions / max(1, len(completed)), 1),
         "jobs_per_min_cpu_bound": round(60 * os.cpu_count() / (cpu / max(1, len(completed))), 1)
         if completed
         else None,

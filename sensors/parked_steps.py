@@ -23,6 +23,7 @@ from resources.predictions import PredictionsResource
 from wf_assets.asset_keys import asset_key_for
 from wf_core import tags as t
 from wf_core.polling import PollSettings, next_poll_at
+from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec
 from wf_store.predictions import Prediction, PredictionStore
 
@@ -58,7 +59,7 @@ def poll_due(
     log,
 ) -> int:
     """Read the due parked predictions from the provider; returns how many completed."""
-    due = store.due_for_poll(settings.polls_per_tick)
+    due = store.due_for_poll(settings.polls_per_tick, now)
     if not due:
         return 0
     with ThreadPoolExecutor(min(POLL_THREADS, len(due))) as pool:
@@ -106,7 +107,7 @@ def continuation_request(
         job_name=spec.job_name,
         partition_key=row.job_id,
         asset_selection=[asset_key_for(spec, name) for name in selection],
-        run_config=parent.run_config if parent else {},
+        run_config=config_for_steps(spec, parent.run_config if parent else None, selection),
         tags=tags,
     )
 
@@ -124,7 +125,8 @@ def evaluate_parked(
     _cancel_requested(store, provider, settings.cancel_batch, context.log)
     poll_due(store, provider, settings, webhooks, now, context.log)
     requests, handed = [], []
-    for row in store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after):
+    ready = store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after, now)
+    for row in ready:
         spec = specs.get(row.workflow_id)
         if spec is None:
             store.abandon(row.id, f"workflow {row.workflow_id} is no longer defined")
@@ -132,7 +134,7 @@ def evaluate_parked(
         parent = context.instance.get_run_by_id(row.run_id) if row.run_id else None
         requests.append(continuation_request(spec, row, parent))
         handed.append(row.id)
-    store.hand_off(handed)
+    store.hand_off(handed, now)
     if requests:
         context.log.info(f"handing off {len(requests)} completed predictions")
     return dg.SensorResult(run_requests=requests)

@@ -10,6 +10,7 @@ from resources.replicate_provider import ReplicateModelProvider
 from tests.conftest import run_job
 from tests.fakes.cloudinary_server import FakeCloudinary
 from tests.fakes.replicate_fixtures import fake  # noqa: F401  (the fake Replicate fixture
+from tests.parked_harness import ParkedDriver
 from wf_core.job_ids import new_job_id
 
 
@@ -24,10 +25,13 @@ def test_seed_workflow_on_replicate_and_cloudinary(fake, specs, tmp_path, monkey
         spec = specs["img-edit-to-video"]
         job_id = new_job_id()
         with dg.instance_for_test() as instance:
-            result = run_job(spec, instance, resources, job_id)
-            assert result.success
+            # Each generation step parks; the sensor finishes it in a continuation run.
+            results = [run_job(spec, instance, resources, job_id)]
+            results += ParkedDriver(instance, specs, resources).settle(job_id)
+            assert all(result.success for result in results) and len(results) == 3
             outputs = {
                 e.asset_key.path[1]: e.materialization.metadata["checkpoint"].value["output"]
+                for result in results
                 for e in result.get_asset_materialization_events()
             }
         creates = fake.creates

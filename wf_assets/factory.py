@@ -85,6 +85,13 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             # Lets the retry sensor tell a dead run worker from a slow one.
             context.instance.add_run_tags(context.run_id, {t.WORKER: worker_identity()})
         check_run_may_proceed(context.instance, spec, job_id, context.run_id, step.name)
+        earlier = _earlier_checkpoint(context, spec, step) if kind.needs_model else None
+        if earlier is not None:
+            # Two of our runs met at this step (a crashed run's retry and the continuation
+            # of its prediction): the first stored it; the second must not pay again.
+            context.log.info(f"{step.name} already has its checkpoint: reused, not run again")
+            yield dg.Output(earlier, metadata={"checkpoint": dg.MetadataValue.json(earlier)})
+            return
         model = None
         try:
             model, prompt = _resolve_options(spec, step, config)
@@ -148,6 +155,28 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             predictions.store().consumed(outcome.intent_id)
 
     return _step
+
+
+def _earlier_checkpoint(
+    context: dg.AssetExecutionContext, spec: WorkflowSpec, step: StepSpec
+) -> dict[str, Any] | None:
+    """The step's checkpoint for this job if one exists and this run is one of ours.
+
+    Our launchers select only steps without a checkpoint; an operator's re-materialization
+    (no attempt tag) is a deliberate re-run and is not stopped.
+    """
+    if t.ATTEMPT not in context.run.tags:
+        return None
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key_for(spec, step.name), asset_partitions=[context.partition_key]
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("checkpoint")
+    return value.value if isinstance(value, dg.JsonMetadataValue) else None  # type: ignore[return-value]
 
 
 def _park(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from wf_core import tags as t
 from wf_core.job_state import JobState
+from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec
 
 
@@ -40,9 +40,7 @@ def plan_retry(
         raise JobStateError(f"job is {state.status}: nothing to retry")
     parent = state.latest
     steps = state.next_steps
-    wanted = {spec.op_name(step) for step in steps}
-    parent_ops = (parent_run_config or {}).get("ops", {})
-    ops = {op: copy.deepcopy(cfg) for op, cfg in parent_ops.items() if op in wanted}
+    ops = config_for_steps(spec, parent_run_config, steps)["ops"]
     if model_override and state.failed_step:
         op = spec.op_name(state.failed_step)
         ops.setdefault(op, {"config": {}}).setdefault("config", {})["model"] = model_override

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from wf_core.specs import WorkflowSpec
@@ -70,3 +72,12 @@ def build_run_config(
             config["source"] = source
         ops[spec.op_name(step.name)] = {"config": config}
     return {"ops": ops}
+
+
+def config_for_steps(
+    spec: WorkflowSpec, parent_run_config: Mapping[str, Any] | None, steps: Iterable[str]
+) -> dict[str, Any]:
+    """A parent run's op config kept for `steps` only (a run of a subset refuses the rest)."""
+    wanted = {spec.op_name(step) for step in steps}
+    parent_ops = (parent_run_config or {}).get("ops", {})
+    return {"ops": {op: copy.deepcopy(cfg) for op, cfg in parent_ops.items() if op in wanted}}

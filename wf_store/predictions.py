@@ -265,17 +265,20 @@ class PredictionStore:
         """Every row of one job, oldest first."""
         return self.for_jobs([job_id])[job_id]
 
-    def due_for_poll(self, limit: int) -> list[Prediction]:
-        """Parked predictions whose next poll time has come, the most overdue first."""
+    def due_for_poll(self, limit: int, now: float | None = None) -> list[Prediction]:
+        """Parked predictions whose next poll time has come (by `now`), most overdue first."""
+        now = self.clock() if now is None else now
         return self._many(
-            sa.and_(predictions.c.state == PARKED, predictions.c.next_poll_at <= self.clock()),
+            sa.and_(predictions.c.state == PARKED, predictions.c.next_poll_at <= now),
             predictions.c.next_poll_at,
             limit,
         )
 
-    def ready_for_handoff(self, limit: int, stale_after: float) -> list[Prediction]:
+    def ready_for_handoff(
+        self, limit: int, stale_after: float, now: float | None = None
+    ) -> list[Prediction]:
         """Completed predictions with no continuation yet, or whose hand-off went stale."""
-        stale = self.clock() - stale_after
+        stale = (self.clock() if now is None else now) - stale_after
         return self._many(
             sa.or_(
                 predictions.c.state == COMPLETED,
@@ -469,9 +472,9 @@ class PredictionStore:
             values["progress"] = progress
         self._move(intent_id, (PARKED,), **values)
 
-    def hand_off(self, intent_ids: Iterable[str]) -> None:
+    def hand_off(self, intent_ids: Iterable[str], now: float | None = None) -> None:
         """Continuation runs were requested for these completed predictions."""
-        now = self.clock()
+        now = self.clock() if now is None else now
         with self.engine.begin() as conn:
             conn.execute(
                 predictions.update()
