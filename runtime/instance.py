@@ -47,6 +47,26 @@ def postgres_storage(url: str) -> dict[str, Any]:
     return {"postgres": {"postgres_db": db}}
 
 
+def pooled_postgres_storage(url: str) -> dict[str, Any]:
+    """The three dagster-postgres storages, each on a small connection pool (PG_POOL=off:
+    dagster-postgres' own, a new connection per statement)."""
+    db = postgres_storage(url)["postgres"]
+    module = "runtime.pg_storage"
+    return {
+        "run_storage": {"module": module, "class": "PooledPostgresRunStorage", "config": db},
+        "event_log_storage": {
+            "module": module,
+            "class": "PooledPostgresEventLogStorage",
+            "config": db,
+        },
+        "schedule_storage": {
+            "module": module,
+            "class": "PooledPostgresScheduleStorage",
+            "config": db,
+        },
+    }
+
+
 def run_launcher_config() -> dict[str, Any]:
     """The prewarmed launcher (fast starts, health checks); RUN_LAUNCHER=default for Dagster's."""
     if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
@@ -70,11 +90,14 @@ def compute_logs_config(home: Path) -> dict[str, Any]:
 
 def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
     """The whole dagster.yaml as a dict."""
-    storage = (
-        postgres_storage(pg_url) if pg_url else {"sqlite": {"base_dir": str(home / "storage")}}
-    )
+    if not pg_url:
+        storage: dict[str, Any] = {"storage": {"sqlite": {"base_dir": str(home / "storage")}}}
+    elif os.environ.get("PG_POOL", "on") == "off":
+        storage = {"storage": postgres_storage(pg_url)}
+    else:
+        storage = pooled_postgres_storage(pg_url)
     return {
-        "storage": storage,
+        **storage,
         "run_coordinator": {
             "module": "dagster._core.run_coordinator",
             "class": "QueuedRunCoordinator",

@@ -48,7 +48,46 @@ def test_written_yaml_loads_as_a_real_instance(tmp_path) -> None:
 
 def test_instance_fixture_really_uses_its_database(instance, request) -> None:
     backend = request.node.callspec.params["instance"]
-    expected = {"sqlite": "SqliteRunStorage", "postgres": "PostgresRunStorage"}[backend]
+    expected = {"sqlite": "SqliteRunStorage", "postgres": "PooledPostgresRunStorage"}[backend]
     assert type(instance.run_storage).__name__ == expected
     instance.add_dynamic_partitions("jobs", ["a"])
     assert instance.get_dynamic_partitions("jobs") == ["a"]
+
+
+def _sessions(url: str) -> int:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        (count,) = cur.fetchone()
+    conn.close()
+    return int(count)
+
+
+def test_pooled_postgres_storage_keeps_its_connections_and_survives_a_fork(
+    tmp_path, pg_url
+) -> None:
+    import os
+
+    write_instance_yaml(tmp_path / "home", pg_url=pg_url)
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        instance.get_runs(limit=1)
+        before = _sessions(pg_url)
+        for _ in range(50):
+            instance.get_runs(limit=1)
+            instance.get_dynamic_partitions("jobs")
+        # dagster-postgres' own NullPool would have opened 100 connections here.
+        assert _sessions(pg_url) - before <= 4
+        pid = os.fork()
+        if pid == 0:  # the child uses its own connections, not the parent's
+            code = 0
+            try:
+                instance.add_dynamic_partitions("jobs", ["from-child"])
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's kept connection still works after the child exited.
+        assert "from-child" in instance.get_dynamic_partitions("jobs")

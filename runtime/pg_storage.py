@@ -1,0 +1,110 @@
+"""dagster-postgres storages that keep a few connections open per process.
+
+dagster-postgres opens a new PostgreSQL connection for every statement (`NullPool`)
+outside the webserver: ~4.7 ms of server CPU per connection against ~0.1 ms for the
+statement, and a two-generation job's three runs opened ~450 connections
+(bench/inflight.py). These subclasses give each storage a small pool instead.
+
+A pool must not cross a fork: the prewarmed launcher forks run workers from a zygote.
+An at-fork hook makes every child drop the connections it inherited (without closing
+them: they are the parent's) and open its own.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster_postgres.utils import (
+    create_pg_engine,
+    get_token_provider_from_config,
+    pg_url_from_config,
+)
+from sqlalchemy import pool as db_pool
+from sqlalchemy.engine import Engine
+
+# One kept connection per storage, a few more under concurrency (sensor threads).
+POOL_SIZE = 1
+MAX_OVERFLOW = 4
+POOL_RECYCLE_SECONDS = 1800
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+def _pool(storage: Any) -> None:
+    """Replace the storage's NullPool engine with a small pooled one."""
+    old = storage._engine
+    storage._engine = create_pg_engine(
+        storage.postgres_url,
+        storage._token_provider,
+        isolation_level="AUTOCOMMIT",
+        poolclass=db_pool.QueuePool,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_pre_ping=True,
+    )
+    old.dispose()
+    _engines.add(storage._engine)
+
+
+def _args(config_value: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "postgres_url": pg_url_from_config(config_value),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+        "token_provider": get_token_provider_from_config(config_value),
+    }
+
+
+class PooledPostgresRunStorage(PostgresRunStorage):
+    """Run storage on a small connection pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _pool(self)
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> PooledPostgresRunStorage:
+        """Built from dagster.yaml's `run_storage.config` (dagster-postgres' own schema)."""
+        return cls(inst_data=inst_data, **_args(config_value))
+
+
+class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+    """Event log storage on a small connection pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _pool(self)
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: Any, config_value: Mapping[str, Any]
+    ) -> PooledPostgresEventLogStorage:
+        """Built from dagster.yaml's `event_log_storage.config`."""
+        return cls(inst_data=inst_data, **_args(config_value))
+
+
+class PooledPostgresScheduleStorage(PostgresScheduleStorage):
+    """Schedule (and sensor tick) storage on a small connection pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _pool(self)
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> PooledPostgresScheduleStorage:
+        """Built from dagster.yaml's `schedule_storage.config`."""
+        return cls(inst_data=inst_data, **_args(config_value))
