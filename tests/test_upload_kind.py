@@ -12,6 +12,7 @@ from tests.conftest import SAMPLE_IMAGE
 from tests.test_media_checks import mpo_bytes
 from tests.test_uploads import image_bytes, png_declaring
 from wf_assets.kinds.base import StepContext
+from wf_assets.kinds.generate import Finished
 from wf_assets.kinds.upload import run_upload, sniff_image
 from wf_core.errors import HardError
 
@@ -67,7 +68,9 @@ def _bridge_upload(tmp_path: Path) -> Path:
 def test_the_bridges_upload_is_deleted_once_its_copy_is_stored(tmp_path: Path) -> None:
     media = LocalMediaStorage(media_dir=str(tmp_path / "media"))
     source = _bridge_upload(tmp_path)
-    output = run_upload(_context(media, source))
+    finished = run_upload(_context(media, source))
+    assert isinstance(finished, Finished) and finished.intent_id is None  # no prediction
+    output = finished.output
     assert not source.exists()
     stored = media.path_of(output["public_id"], output["format"])
     assert stored.read_bytes() == SAMPLE_IMAGE.read_bytes()
@@ -76,15 +79,15 @@ def test_the_bridges_upload_is_deleted_once_its_copy_is_stored(tmp_path: Path) -
 def test_a_rerun_reuses_the_stored_copy_when_the_upload_is_gone(tmp_path: Path) -> None:
     media = LocalMediaStorage(media_dir=str(tmp_path / "media"))
     source = _bridge_upload(tmp_path)
-    first = run_upload(_context(media, source))
+    first = run_upload(_context(media, source)).output
     source.unlink(missing_ok=True)  # gone, whoever removed it
-    assert run_upload(_context(media, source)) == first
+    assert run_upload(_context(media, source)).output == first
 
 
 def test_a_rerun_with_neither_upload_nor_stored_copy_is_invalid_input(tmp_path: Path) -> None:
     media = LocalMediaStorage(media_dir=str(tmp_path / "media"))
     source = _bridge_upload(tmp_path)
-    output = run_upload(_context(media, source))
+    output = run_upload(_context(media, source)).output
     media.path_of(output["public_id"], output["format"]).unlink()
     with pytest.raises(HardError) as caught:
         run_upload(_context(media, source))
