@@ -16,6 +16,7 @@ from bridge_api.errors import register_error_handlers
 from bridge_api.forms import LimitedFormRequest
 from bridge_api.limits import init_limits, storage_uri_from_env
 from wf_core import settings
+from wf_core.webhook_signature import secret_key
 
 
 def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
@@ -37,13 +38,15 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
         "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
         "STREAM_ACTIVE_POLL_SECONDS": float(environ.get("STREAM_ACTIVE_POLL_SECONDS") or 0.25),
         "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),
+        # Unset: /hooks/replicate refuses every delivery and the sensor polls instead.
+        "REPLICATE_WEBHOOK_SECRET": environ.get("REPLICATE_WEBHOOK_SECRET") or None,
         **auth_config_from_env(environ),
     }
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the bridge app; `test_config` overrides settings in tests."""
-    from bridge_api import jobs, meta, stream, workflows
+    from bridge_api import hooks, jobs, meta, stream, workflows
     from wf_core.retry_policy import retry_settings_from_env
 
     # No static folder: Flask would add an undocumented /static/ route; media has its own.
@@ -60,6 +63,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_UPLOAD_BYTES"] = max_bytes
     # Werkzeug refuses a larger body before parsing it; the gate checks the file itself.
     app.config["MAX_CONTENT_LENGTH"] = max_bytes + 1024 * 1024
+    if app.config.get("REPLICATE_WEBHOOK_SECRET"):
+        secret_key(app.config["REPLICATE_WEBHOOK_SECRET"])  # BadSecretError: refuse to start
     init_http_rules(app)
     init_auth(app)
     init_limits(app)
@@ -67,7 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["dagster"] = DagsterGateway(app.config["DAGSTER_GRAPHQL_URL"])
     app.extensions["specs"] = SpecCatalog(app.config["SPECS_DIR"])
     app.extensions["retry_settings"] = retry_settings_from_env()
-    for blueprint in (workflows.bp, jobs.bp, stream.bp, meta.bp):
+    for blueprint in (workflows.bp, jobs.bp, stream.bp, hooks.bp, meta.bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -1,16 +1,20 @@
-"""Shape a job as API.md's execution document, from one GraphQL snapshot."""
+"""Shape a job as API.md's execution document, from one GraphQL snapshot (and, for a
+running job, its rows of the prediction store: what its step waits on at the provider)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge_api.dagster_gateway import JobSnapshot
+from bridge_api.predictions import running_step, waiting_prediction
 from wf_core import retry_policy
 from wf_core import tags as t
 from wf_core.job_state import JobState, derive_job_state
 from wf_core.retry_policy import RetrySettings
 from wf_core.specs import WorkflowSpec
+from wf_store.predictions import Prediction
 
 
 def iso(epoch: float | None) -> str | None:
@@ -47,10 +51,27 @@ def _failed_entry(spec, state: JobState, snapshot: JobSnapshot, settings) -> dic
     }
 
 
-def checkpoints_view(spec, state: JobState, snapshot: JobSnapshot, settings) -> dict:
+def _running_entry(state: JobState, snapshot: JobSnapshot, waiting: Prediction | None) -> dict:
+    """The running step: since its prediction was asked for, and the provider's view of it
+    (API.md, a step waiting on its provider); else since its run started."""
+    if waiting is not None:
+        return {
+            "status": "running",
+            "started_at": iso(waiting.created_at),
+            "provider": waiting.public(),
+        }
+    # A parked job's run has ended, so its start is only the nearest time we know.
+    run = state.latest
+    start = snapshot.run_times.get(run.run_id, {}).get("start") if run else None
+    return {"status": "running", "started_at": iso(start)}
+
+
+def checkpoints_view(
+    spec, state: JobState, snapshot: JobSnapshot, settings, rows: Sequence[Prediction] = ()
+) -> dict:
     """API.md's `checkpoints`, keyed by step index as a string."""
     view: dict[str, dict[str, Any]] = {}
-    running = state.status == "running" and state.next_steps
+    running = running_step(state)
     for index, step in enumerate(spec.steps):
         checkpoint = snapshot.checkpoints.get(step.name)
         entry: dict[str, Any] = {"step_name": step.name, "step_type": step.type}
@@ -63,17 +84,21 @@ def checkpoints_view(spec, state: JobState, snapshot: JobSnapshot, settings) -> 
             )
         elif step.name == state.failed_step and state.status in ("failed", "pending_retry"):
             entry = _failed_entry(spec, state, snapshot, settings)
-        elif running and state.latest and step.name == state.next_steps[0]:
-            start = snapshot.run_times[state.latest.run_id]["start"]
-            entry.update(status="running", started_at=iso(start))
+        elif step.name == running and state.latest:
+            entry.update(_running_entry(state, snapshot, waiting_prediction(state, rows)))
         else:
             entry["status"] = "pending"
         view[str(index)] = entry
     return view
 
 
-def execution_view(spec: WorkflowSpec, snapshot: JobSnapshot, settings: RetrySettings) -> dict:
-    """The whole execution document of API.md."""
+def execution_view(
+    spec: WorkflowSpec,
+    snapshot: JobSnapshot,
+    settings: RetrySettings,
+    rows: Sequence[Prediction] = (),
+) -> dict:
+    """The whole execution document of API.md; `rows` are the job's prediction rows."""
     state = job_state(spec, snapshot)
     latest = state.latest
     error_info = None
@@ -87,9 +112,12 @@ def execution_view(spec: WorkflowSpec, snapshot: JobSnapshot, settings: RetrySet
         }
     last = spec.steps[-1].name
     result = snapshot.checkpoints[last]["output"] if state.status == "completed" else None
-    current = state.next_steps[0] if state.next_steps else last
+    current = running_step(state) or (state.next_steps[0] if state.next_steps else last)
     created = min((r.created_at for r in snapshot.runs), default=None)
     updated = max((times["updated"] or 0 for times in snapshot.run_times.values()), default=None)
+    waiting = waiting_prediction(state, rows)
+    if waiting is not None:  # the provider's progress changes the document too
+        updated = max(updated or 0, waiting.updated_at)
     return {
         "id": latest.run_id if latest else None,
         "job_id": snapshot.job_id,
@@ -97,7 +125,7 @@ def execution_view(spec: WorkflowSpec, snapshot: JobSnapshot, settings: RetrySet
         "status": state.status,
         "current_step": spec.step_index(current),
         "total_steps": len(spec.steps),
-        "checkpoints": checkpoints_view(spec, state, snapshot, settings),
+        "checkpoints": checkpoints_view(spec, state, snapshot, settings, rows),
         "error_info": error_info,
         "result": result,
         "can_retry": state.can_retry,

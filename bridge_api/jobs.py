@@ -14,6 +14,7 @@ from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.errors import ApiError
 from bridge_api.execution_view import execution_view, job_state
 from bridge_api.limits import execute_limit, limiter, retry_limit, user_key
+from bridge_api.predictions import prediction_store, predictions_of
 from bridge_api.uploads import inspect_upload
 from wf_core import tags as t
 from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
@@ -134,7 +135,11 @@ def _forget_partition(job_id: str) -> None:
 def execution(job_id: str):
     """The job's status, checkpoints, error and result."""
     spec, snapshot = load_owned_job(job_id)
-    return jsonify(execution_view(spec, snapshot, current_app.extensions["retry_settings"]))
+    rows: list = []
+    if job_state(spec, snapshot).status == "running":  # only a running step waits on one
+        rows = (predictions_of([job_id]) or {}).get(job_id, [])
+    settings = current_app.extensions["retry_settings"]
+    return jsonify(execution_view(spec, snapshot, settings, rows))
 
 
 @bp.post("/retry/<job_id>")
@@ -189,10 +194,21 @@ def cancel(job_id: str):
     # The mark first: every step reads it before it starts, so a run launched or
     # starting in any window after this line stops before doing work.
     gateway().mark_cancelled(spec, job_id, cancel_description(current_user()))
+    _stop_predictions(job_id)
     _terminate_active(snapshot.runs)
     # Once more for a run launched while the mark was being written.
     _terminate_active(gateway().snapshot(job_id, catalog().all()).runs)
     return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
+
+
+def _stop_predictions(job_id: str) -> None:
+    """Ask the parked-steps sensor to stop the job's predictions at the provider."""
+    try:
+        prediction_store().request_cancel(job_id)
+    except Exception:
+        # The cancel mark is written and stops the job whatever happens here; a prediction
+        # left running ends on its own and its continuation stops on the mark.
+        current_app.logger.exception("job %s: predictions not marked for cancel", job_id)
 
 
 def _terminate_active(runs) -> None:
@@ -214,12 +230,18 @@ def list_jobs():
     cursor = request.args.get("cursor") or None
     pairs, next_cursor = gateway().job_ids_for_user(current_user(), limit, cursor)
     settings = current_app.extensions["retry_settings"]
-    jobs = []
+    page = []
     for job_id, workflow_id in pairs:
         spec = catalog().get(workflow_id)
         if spec is None or job_id is None:
             continue
-        summary = execution_view(spec, gateway().snapshot(job_id, catalog().all()), settings)
+        page.append((spec, gateway().snapshot(job_id, catalog().all())))
+    # One store query for the page: the running jobs' predictions (their `updated_at`).
+    running = [snap.job_id for spec, snap in page if job_state(spec, snap).status == "running"]
+    rows = predictions_of(running) or {}
+    jobs = []
+    for spec, snapshot in page:
+        summary = execution_view(spec, snapshot, settings, rows.get(snapshot.job_id, []))
         summary.pop("checkpoints")
         jobs.append(summary)
     return jsonify({"jobs": jobs, "next_cursor": next_cursor})

@@ -19,7 +19,10 @@ ERROR_STATUSES: dict[int, tuple[str, dict[str, str]]] = {
     422: ("Invalid options: an unknown step or an unsupported model", {}),
     429: ("Rate limited", {"Retry-After": "Seconds to wait"}),
     502: ("The orchestrator answered with an error", {}),
-    503: ("The orchestrator (or the token keys) cannot be reached", {"Retry-After": "Seconds"}),
+    503: (
+        "The orchestrator (or the token keys, or the prediction store) cannot be reached",
+        {"Retry-After": "Seconds"},
+    ),
 }
 ORCHESTRATOR = (502, 503)
 PROTECTED = (401, 503)  # 503: the signing keys could not be fetched
@@ -81,6 +84,33 @@ def param(name: str, where: str, schema: dict, description: str) -> dict:
 
 
 JOB_ID = param("job_id", "path", string("uuid"), "The job id (a UUIDv7) from execute")
+
+
+def replicate_hook() -> Operation:
+    """`POST /hooks/replicate`: signed by Replicate (Standard Webhooks), not by a user token."""
+    signature_refused = {
+        "description": "No signing secret configured, or a missing, invalid or stale signature",
+        "content": json_content(ref("Error")),
+    }
+    headers = [
+        {**param(name, "header", schema, text), "required": True}
+        for name, schema, text in (
+            ("webhook-id", string(), "The delivery's id: a repeat is a no-op"),
+            ("webhook-timestamp", string(pattern="^[0-9]+$"), "Seconds since the epoch"),
+        )
+    ]
+    intent = param("intent", "query", string(), "The intent id the prediction was created for")
+    return operation(
+        "receiveReplicateWebhook",
+        "Replicate's webhook: a prediction's status, recorded once per webhook-id",
+        "hooks",
+        {204: {"description": "Recorded, or a repeat of one recorded"}, 401: signature_refused},
+        (400, 503),
+        public=True,
+        parameters=[intent, *headers],
+        requestBody={"required": True, "content": json_content(ref("ReplicatePrediction"))},
+        security=[{"replicateSignature": []}],
+    )
 
 
 def paths() -> dict[str, dict[str, Operation]]:
@@ -177,6 +207,7 @@ def paths() -> dict[str, dict[str, Operation]]:
                 security=[{"bearerAuth": []}, {"accessTokenQuery": []}],
             )
         },
+        "/hooks/replicate": {"post": replicate_hook()},
         "/healthz": {
             "get": operation(
                 "healthz",
@@ -219,7 +250,7 @@ def openapi_document() -> dict:
             "description": "The bridge API of API.md: errors are always "
             '`{"error": {"code", "message"}}` JSON.',
         },
-        "tags": [{"name": name} for name in ("workflows", "jobs", "meta")],
+        "tags": [{"name": name} for name in ("workflows", "jobs", "hooks", "meta")],
         "paths": paths(),
         "security": [{"bearerAuth": []}],
         "components": {
@@ -231,6 +262,13 @@ def openapi_document() -> dict:
                     "description": "A Supabase access token",
                 },
                 "accessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token"},
+                "replicateSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "webhook-signature",
+                    "description": "`v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-"
+                    "timestamp>.<raw body>` with REPLICATE_WEBHOOK_SECRET (Standard Webhooks)",
+                },
             },
             "schemas": SCHEMAS,
             "responses": {f"Error{s}": error_response(s) for s in ERROR_STATUSES},

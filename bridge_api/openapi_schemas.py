@@ -78,6 +78,19 @@ WORKFLOW = obj(
     }
 )
 
+PROVIDER_STATUSES = ["starting", "processing"]
+
+PROVIDER = obj(
+    {
+        "name": string(description="The model provider, e.g. replicate"),
+        "prediction_id": nullable(string(description="Null until the provider has answered")),
+        "status": string(enum=PROVIDER_STATUSES),
+        "progress": integer(0, maximum=100),
+    },
+    required=["name", "prediction_id", "status"],
+    description="A running step's prediction at its provider (progress when it reports one).",
+)
+
 CHECKPOINT = obj(
     {
         "step_name": string(),
@@ -90,6 +103,7 @@ CHECKPOINT = obj(
         "error_type": nullable(string(enum=ERROR_TYPES)),
         "retry_count": integer(0),
         "last_attempt": TIME,
+        "provider": PROVIDER,
     },
     required=["step_name", "step_type", "status"],
 )
@@ -166,6 +180,11 @@ SCHEMAS: dict[str, Schema] = {
             "data": string(description="JSON: see API.md for each event's fields"),
         },
         description="One Server-Sent Event.",
+    ),
+    "ReplicatePrediction": obj(
+        {"id": string(minLength=1), "status": string(minLength=1)},
+        additionalProperties=True,
+        description="Replicate's prediction object, as its webhooks send it.",
     ),
     "Health": obj(
         {

@@ -7,6 +7,14 @@ every event has an identity (a run's n-th progress line, a step's checkpoint, a
 run's failure, the end), and each SSE id says which of them the client has received
 (`Delivered`). A stream sends every event it has not sent yet, whatever its time,
 and a reconnect with `Last-Event-ID` receives exactly what is missing.
+
+A parked step's progress comes from its provider instead (the prediction store's row,
+read on each poll while the job is running), and is sent as a `progress` event of the
+usual shape whenever it changes. It is a level, not a history: it is not counted in
+the SSE id (its event carries the id of what was delivered before it, unchanged), so
+ids and replays stay exactly as above, and a reconnecting client is sent the current
+provider progress once more, after whatever it missed. Resending a level is harmless;
+encoding every provider reading into the id would make ids grow with no gain.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from bridge_api.auth import require_user
 from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.execution_view import job_state, next_retry_at
 from bridge_api.jobs import load_owned_job
+from bridge_api.predictions import predictions_of, waiting_prediction
 from wf_core import tags as t
 from wf_core.job_state import ACTIVE, FINISHED, counted_runs
 from wf_core.specs import WorkflowSpec
@@ -182,6 +191,36 @@ class JobEvents:
         return events, end
 
 
+class ProviderProgress:
+    """The running step's progress at its provider, as a `progress` event when it changes."""
+
+    def __init__(self, spec: WorkflowSpec, job_id: str) -> None:
+        self.spec = spec
+        self.job_id = job_id
+        self.sent: tuple[str, int] | None = None  # (intent id, progress) last sent
+
+    def poll(self, snapshot: JobSnapshot) -> dict | None:
+        """The event's data if the provider reports a progress not yet sent, else None."""
+        state = job_state(self.spec, snapshot)
+        if state.status != "running":
+            return None
+        rows = predictions_of([self.job_id])
+        if rows is None:
+            return None
+        row = waiting_prediction(state, rows.get(self.job_id, []))
+        if row is None or row.progress is None or (row.id, row.progress) == self.sent:
+            return None
+        self.sent = (row.id, row.progress)
+        provider = row.public()
+        return {
+            "step": self.spec.step_index(row.step),
+            "step_name": row.step,
+            "progress": row.progress,
+            "message": f"Waiting for {row.provider} ({provider['status']})",
+            "provider": provider,
+        }
+
+
 def _progress_of(event: dict, step_name: str) -> dict | None:
     message = event.get("message") or ""
     if event.get("__typename") == "ExecutionStepStartEvent":
@@ -225,6 +264,7 @@ def event_stream(spec, job_id: str, delivered: Delivered, app) -> Iterator[str]:
     active_poll = min(idle_poll, app.config["STREAM_ACTIVE_POLL_SECONDS"])
     heartbeat = app.config["STREAM_HEARTBEAT_SECONDS"]
     events = JobEvents(gateway, spec)
+    provider = ProviderProgress(spec, job_id)
     last_write = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
@@ -233,6 +273,10 @@ def event_stream(spec, job_id: str, delivered: Delivered, app) -> Iterator[str]:
         for event in sorted((e for e in collected if not delivered.has(e.identity)), key=_order):
             delivered.add(event.identity)
             yield format_event(delivered.encode(), event.name, event.data)
+            last_write = time.monotonic()
+        waiting = provider.poll(snapshot)
+        if waiting is not None:  # after the run's own lines: the step has started by now
+            yield format_event(delivered.encode(), "progress", waiting)
             last_write = time.monotonic()
         if end:
             return
