@@ -8,6 +8,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field
@@ -79,7 +80,9 @@ class LocalModelProvider(ModelProvider):
         """A simulated refusal is certain: nothing was made."""
         return False
 
-    def find(self, intent: Prediction) -> ProviderPrediction | None:
+    def find(
+        self, intent: Prediction, taken: Callable[[str], bool] = lambda _: False
+    ) -> ProviderPrediction | None:
         """An offline prediction exists from its first submit on: recomputed from the intent."""
         if intent.prediction_id is None and not self._was_called(intent):
             return None
@@ -162,7 +165,7 @@ class LocalModelProvider(ModelProvider):
             return
         message = fault.get("message", f"simulated {error_type} for {model}")
         details = {"provider": "local", "model": model}
-        if fault.get("retryable", True) and error_type in RETRYABLE_TYPES:
+        if error_type in RETRYABLE_TYPES:
             raise RetryableError(error_type, message, fault.get("retry_after"), **details)
         raise HardError(error_type, message, **details)
 

@@ -135,8 +135,14 @@ class ModelProvider(dg.ConfigurableResource, ABC):
         return error.error_type in ("timeout", "server_unavailable")
 
     @abstractmethod
-    def find(self, intent: Prediction) -> ProviderPrediction | None:
-        """The prediction a create for `intent` may have made before a crash, or None."""
+    def find(
+        self, intent: Prediction, taken: Callable[[str], bool] = lambda _: False
+    ) -> ProviderPrediction | None:
+        """The prediction a create for `intent` may have made before a crash, or None.
+
+        `taken(prediction_id)` is true for a prediction another row already owns: a
+        match by input alone must not adopt it.
+        """
 
     @abstractmethod
     def fetch(self, prediction: Prediction) -> ProviderPrediction | None:

@@ -10,6 +10,7 @@ predictions for the one that create made.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -104,9 +105,12 @@ class ReplicateModelProvider(ModelProvider):
             )
         return _view(created)
 
-    def find(self, intent: Prediction) -> ProviderPrediction | None:
+    def find(
+        self, intent: Prediction, taken: Callable[[str], bool] = lambda _: False
+    ) -> ProviderPrediction | None:
         """The newest recent prediction made for this intent (its webhook names it), or
-        with this intent's exact model and input; None if the create never arrived."""
+        with this intent's exact model and input and not `taken` by another row; None if
+        the create never arrived."""
         since = datetime.fromtimestamp(intent.created_at - FIND_SKEW_SECONDS, UTC)
         name = intent.provider_model.partition(":")[0]
         with self._api(intent.model) as api:
@@ -119,6 +123,7 @@ class ReplicateModelProvider(ModelProvider):
                         not hook
                         and found.get("model") == name
                         and found.get("input") == intent.provider_input
+                        and not taken(str(found.get("id")))
                     ):
                         return _view(found)
         return None

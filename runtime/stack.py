@@ -76,6 +76,7 @@ class DagsterStack:
         self.timeout = timeout
         self.env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(self.home)}
         self.procs: dict[str, subprocess.Popen] = {}
+        self._argv: dict[str, list[str]] = {}
         self._logs: list[IO[bytes]] = []
         self._instance: dg.DagsterInstance | None = None
 
@@ -150,8 +151,27 @@ class DagsterStack:
             raise
         return self
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one process group we started ("webserver" or "daemon", with its run
+        workers and code server): a host crash, for drills and tests."""
+        proc = self.procs[name]
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def restart(self, name: str) -> None:
+        """Start a killed process again, as a supervisor would, and wait until it is ready."""
+        started = time.time()
+        self._spawn(name, self._argv[name])
+        ready = self._daemon_heartbeating if name == "daemon" else lambda _: self._location_loaded()
+        deadline = started + self.timeout
+        while not ready(started):
+            if self.procs[name].poll() is not None or time.time() > deadline:
+                self._fail(f"{name} did not come back")
+            time.sleep(0.25)
+
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = self.log_path(name).open("wb")
+        self._argv[name] = argv
+        log = self.log_path(name).open("ab")
         self._logs.append(log)
         self.procs[name] = subprocess.Popen(
             argv,

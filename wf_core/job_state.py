@@ -149,7 +149,9 @@ def derive_job_state(
     if cancelled or latest.status in ("CANCELED", "CANCELING"):
         state.status = "cancelled"
     elif latest.status in ACTIVE:
-        state.status = "pending" if latest.status in WAITING_TO_START else "running"
+        # A continuation waiting for its turn finishes a step that already ran: running.
+        waiting = latest.status in WAITING_TO_START and t.CONTINUES not in latest.tags
+        state.status = "pending" if waiting else "running"
     elif not remaining:
         state.status = "completed"
     elif latest.parked_step and latest.parked_step in remaining:

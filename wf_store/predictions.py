@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from wf_core.job_ids import new_job_id
 
 CREATING = "creating"
 PARKED = "parked"
@@ -318,7 +319,8 @@ class PredictionStore:
         """Record the intent to create a prediction, before the provider is called."""
         self.create_schema()
         now = self.clock()
-        intent_id = uuid.uuid4().hex
+        # Time-ordered (UUIDv7): two intents of one step never tie in `latest`.
+        intent_id = new_job_id(now).replace("-", "")
         values = {
             "id": intent_id,
             "job_id": job_id,
@@ -374,6 +376,17 @@ class PredictionStore:
                     expected_at=expected_at,
                     updated_at=now,
                 )
+            )
+            # Cancelled while the create was in flight: keep the id, so the sensor can
+            # stop the prediction at the provider.
+            conn.execute(
+                predictions.update()
+                .where(
+                    predictions.c.id == intent_id,
+                    predictions.c.state == CANCEL_REQUESTED,
+                    predictions.c.prediction_id.is_(None),
+                )
+                .values(prediction_id=prediction_id, provider_status=status, updated_at=now)
             )
             early = conn.execute(
                 sa.select(webhook_events.c.body)
@@ -456,6 +469,12 @@ class PredictionStore:
             return False
         self.apply_provider_update(body, "webhook", intent_id=intent_id)
         return True
+
+    def restate_input(self, intent_id: str, provider_input: Any) -> Prediction | None:
+        """A create is about to be sent again for a `creating` intent, with this input."""
+        if self._move(intent_id, (CREATING,), provider_input=_json(provider_input)):
+            return self.get(intent_id)
+        return None
 
     def polled(
         self, intent_id: str, status: str, progress: int | None, next_poll_at: float

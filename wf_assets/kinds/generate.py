@@ -119,9 +119,11 @@ def _settled_prediction(ctx: StepContext, request: GenerationRequest, message: s
         row = _create(ctx, call, _intend(ctx, call, request))
     elif row.state == p.CREATING:
         # A crash came between the intent and the provider's answer: find before creating.
-        found = provider.find(row)
+        intent_id = row.id
+        found = provider.find(row, lambda pid: _owned_by_another(store, pid, intent_id))
         if found is None:
-            row = _create(ctx, call, row)
+            # What is sent now (signed URLs change) is what a later search must match.
+            row = _create(ctx, call, store.restate_input(row.id, call.provider_input) or row)
         else:
             row = _record_created(ctx, row, found)
     elif row.state == p.PARKED:
@@ -139,6 +141,11 @@ def _settled_prediction(ctx: StepContext, request: GenerationRequest, message: s
         return claimed
     ctx.progress(15, f"Waiting for {provider.provider_name} ({row.provider_status})")
     return row
+
+
+def _owned_by_another(store: p.PredictionStore, prediction_id: str, intent_id: str) -> bool:
+    owner = store.by_prediction_id(prediction_id)
+    return owner is not None and owner.id != intent_id
 
 
 def _intend(ctx: StepContext, call: PreparedCall, request: GenerationRequest) -> p.Prediction:
