@@ -33,7 +33,9 @@ class LocalModelProvider(ModelProvider):
     """Runs every registered model offline with Pillow and ffmpeg; no account, no network.
 
     `fault_file` (JSON `{"<model or task>": {"error_type": ..., "retry_after": ...,
-    "delay": seconds, "times": n}}`) makes matching calls wait and/or fail, for drills
+    "delay": seconds, "latency": seconds, "times": n}}`) makes matching calls slow (the
+    create call itself waits `delay`: its run is held), predictions long (`latency` more
+    seconds at the provider: the step parks) and/or fail, for drills
     and tests (`times` makes a fault apply n times); `call_log` appends a JSON line
     per call.
     """
@@ -65,16 +67,19 @@ class LocalModelProvider(ModelProvider):
         """Start an offline prediction: it ends `latency_seconds` after its intent.
 
         Its id follows from the intent, so a submit repeated after a crash starts
-        nothing new. A configured fault fails the create, or adds its delay.
+        nothing new. A configured fault delays the call, fails it, or lengthens the
+        prediction.
         """
         task = str(call.provider_input.get("task"))
         fault = self._take_fault(intent.model, task) or {}
         # Logged before the outcome, as a provider bills a call it has seen.
         source = str(call.provider_input.get("image", "")).removeprefix("media:")
         self._log_call(intent, task, source.rsplit(".", 1)[0], created=not fault.get("error_type"))
+        if fault.get("delay"):
+            time.sleep(float(fault["delay"]))
         self._raise(fault, intent.model)
-        delay = float(fault.get("delay") or 0)
-        return self._view(intent, intent.created_at + self.latency_seconds + delay)
+        longer = float(fault.get("latency") or 0)
+        return self._view(intent, intent.created_at + self.latency_seconds + longer)
 
     def create_may_have_arrived(self, error: WorkflowError) -> bool:
         """A simulated refusal is certain: nothing was made."""

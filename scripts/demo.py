@@ -175,7 +175,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_stopped)
     signal.signal(signal.SIGINT, _raise_stopped)
     home = settings.dagster_home()
-    env = {"DAGSTER_HOME": str(home), "MEDIA_DIR": str(settings.media_dir())}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "MEDIA_DIR": str(settings.media_dir()),
+        # The offline models take a few seconds, as real ones take minutes: each
+        # generation step parks (its run ends) and a continuation run finishes it.
+        "LOCAL_PROVIDER_LATENCY": os.environ.get("LOCAL_PROVIDER_LATENCY") or "3",
+    }
     stack = DagsterStack(home, env=env, port=port)
     bridge = None
     try:

@@ -201,9 +201,9 @@ def test_a_counted_fault_applies_that_many_times(media, source, store, tmp_path)
     assert _submitted(provider, store, media, request).succeeded
 
 
-def test_a_delay_fault_moves_the_end_later(media, source, store, tmp_path) -> None:
+def test_a_latency_fault_moves_the_end_later(media, source, store, tmp_path) -> None:
     faults = tmp_path / "faults.json"
-    faults.write_text(json.dumps({"image_edit": {"delay": HOUR}}))
+    faults.write_text(json.dumps({"image_edit": {"latency": HOUR}}))
     provider = LocalModelProvider(fault_file=str(faults), latency_seconds=0)
     row = _submitted(provider, store, media, _request(source, "image_edit", "nano-banana"))
     assert row.state == "parked" and row.expected_at == pytest.approx(row.created_at + HOUR)

@@ -73,7 +73,7 @@ def _parked_row(store: p.PredictionStore, job_id: str, step: str = "image_edit")
         provider_input={"prompt": "x"},
         run_id="run-1",
     )
-    return store.created(intent.id, f"pred-{intent.id[:8]}", "starting", next_poll_at=NOW + 60)
+    return store.created(intent.id, f"pred-{intent.id[-12:]}", "starting", next_poll_at=NOW + 60)
 
 
 def _run(job_id: str, status: str = "SUCCESS", run_id: str = "run-1", **tags: str) -> RunView:

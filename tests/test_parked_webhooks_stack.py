@@ -313,3 +313,34 @@ def test_sigkill_of_the_run_worker_while_the_create_is_in_flight(rig: Rig) -> No
     assert final_status(rig, job_id, timeout=240) == "completed"
     # The crashed run's retry found the prediction its create had made: none paid twice.
     assert creates_for(rig, job_id) == {"image_edit": 1, "video_generation": 1}
+
+
+def test_sigkill_of_run_workers_at_any_point_pays_each_prediction_once(rig: Rig) -> None:
+    """Each job's worker is killed once, at a different moment of its first run or of a
+    continuation (submitting, parking, storing an output): every job still completes,
+    and each of its steps' predictions was created once."""
+    import os
+    import random
+    import signal
+
+    chance = random.Random(20261130)
+    jobs = [execute(rig) for _ in range(5)]
+    delays = {job_id: chance.uniform(0.0, 6.0) for job_id in jobs}
+    started = time.monotonic()
+    killed: set[str] = set()
+    while len(killed) < len(jobs) and time.monotonic() - started < 90:
+        for job_id in jobs:
+            if job_id in killed or time.monotonic() - started < delays[job_id]:
+                continue
+            pid = _worker_pid(rig, job_id)
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(job_id)
+                except ProcessLookupError:
+                    pass  # it ended by itself just now: try its next run
+        time.sleep(0.05)
+    assert killed, "no run worker was caught running"
+    for job_id in jobs:
+        assert final_status(rig, job_id, timeout=240) == "completed", job_id
+        assert creates_for(rig, job_id) == {"image_edit": 1, "video_generation": 1}, job_id
