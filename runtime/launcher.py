@@ -114,15 +114,19 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             self._instance.report_run_canceled(run, message="Terminated before its worker started")
             return True
         self._instance.report_run_canceling(run)
-        if identity is None or not worker_alive(identity):
-            return False
-        os.kill(int(identity.rsplit(":", 2)[1]), signal.SIGINT)
+        interrupted = identity is not None and bool(worker_alive(identity))
+        if interrupted:
+            assert identity is not None
+            os.kill(int(identity.rsplit(":", 2)[1]), signal.SIGINT)
+        # Settled in any case: a worker that was already exiting (a run that had just
+        # parked its step, say) reports no cancellation, and the run would stay
+        # CANCELING until run monitoring's timeout.
         threading.Thread(
             target=self._settle_cancel, args=(run_id, identity), daemon=True, name="settle-cancel"
         ).start()
-        return True
+        return interrupted
 
-    def _settle_cancel(self, run_id: str, identity: str) -> None:
+    def _settle_cancel(self, run_id: str, identity: str | None) -> None:
         """Once the interrupted worker is gone, a run still CANCELING is CANCELED.
 
         A worker that ends its run itself (a step that stopped on the cancel mark) or
@@ -131,9 +135,9 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         the grace period is killed.
         """
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
-        while worker_alive(identity) and time.monotonic() < deadline:
+        while identity and worker_alive(identity) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if worker_alive(identity):
+        if identity and worker_alive(identity):
             os.kill(int(identity.rsplit(":", 2)[1]), signal.SIGKILL)
         time.sleep(1.0)  # the worker's last events, if it wrote any, land first
         try:
