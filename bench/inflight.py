@@ -39,6 +39,7 @@ from pathlib import Path
 
 import httpx
 import psycopg2
+from procfs import TICK, process_tree, pss_bytes, tree_cpu_seconds
 
 from runtime.stack import DagsterStack, free_port
 from wf_assets.job_runs import run_view
@@ -58,7 +59,6 @@ PG_SERVER = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/
 TOKEN = "r8_bench_token"
 FINAL = ("completed", "failed", "cancelled")
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def server_sql(statement: str) -> None:
@@ -81,27 +81,6 @@ def fresh_database() -> Iterator[str]:
         server_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def descendants(roots: list[int]) -> set[int]:
-    """`roots` and every process below them (from /proc/*/stat parent links)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
 def postgres_pids() -> list[int]:
     """The PostgreSQL server's processes (postmaster and every backend)."""
     pids = []
@@ -115,38 +94,11 @@ def postgres_pids() -> list[int]:
     return pids
 
 
-def pss_bytes(pids: set[int]) -> int:
-    """Sum of Pss over `pids` (kB lines of smaps_rollup)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            continue
-    return total
-
-
 def machine_busy_seconds() -> float:
     """CPU-seconds spent by every process since boot (user+nice+system+irq+softirq)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
     return (user + nice + system + irq + softirq) / TICK
-
-
-def tree_cpu_seconds(roots: list[int]) -> float:
-    """CPU of the live processes under `roots`, each with its reaped children (utime,
-    stime, cutime, cstime): run workers that ended are counted in their parent's."""
-    total = 0
-    for pid in descendants(roots):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(v) for v in fields[11:15])
-    return total / TICK
 
 
 def pg_sessions(url: str) -> int:
@@ -177,7 +129,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            pids = descendants(self.roots) | set(postgres_pids())
+            pids = set(process_tree(self.roots)) | set(postgres_pids())
             self.peak_procs = max(self.peak_procs, len(pids))
             self.peak_pss = max(self.peak_pss, pss_bytes(pids))
             self.stop.wait(1.0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from procfs import process_tree
 
 from runtime.instance import MAX_CONCURRENT_RUNS
 from runtime.stack import TERMINAL_STATUSES, DagsterStack
@@ -75,26 +76,6 @@ def run_sequential(stack: DagsterStack, spec: WorkflowSpec, count: int) -> list[
             raise SystemExit(f"run {run_id} ended {status.value}; see {stack.home}")
         timings.append(timing_of(stack, run_id, wall))
     return timings
-
-
-def process_tree(roots: list[int]) -> list[int]:
-    """`roots` and all their descendants, from the ppid field of /proc/<pid>/stat."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def rss_kib(pid: int) -> int:
