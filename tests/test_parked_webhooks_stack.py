@@ -344,3 +344,29 @@ def test_sigkill_of_run_workers_at_any_point_pays_each_prediction_once(rig: Rig)
     for job_id in jobs:
         assert final_status(rig, job_id, timeout=240) == "completed", job_id
         assert creates_for(rig, job_id) == {"image_edit": 1, "video_generation": 1}, job_id
+
+
+def test_a_rate_limited_create_falls_back_to_the_next_model(rig: Rig) -> None:
+    from tests.fakes.replicate_handler import Fault
+    from tests.fakes.replicate_server import THROTTLED
+
+    job_id = execute(rig)
+    wait_for(
+        lambda: any(r.step == "image_edit" and r.prediction_id for r in rig.store.for_job(job_id)),
+        60,
+        "the edit created",
+    )
+    # The video's create (made by the run that finishes the edit) is throttled.
+    throttled = {"title": "Request was throttled", "detail": THROTTLED, "status": 429}
+    rig.fake.fail_creates(1, Fault(429, throttled, {"Retry-After": "1"}))
+    assert final_status(rig, job_id) == "completed"
+    runs = job_run_views(rig.stack.instance, job_id)
+    failed = [r for r in runs if r.status == "FAILURE"]
+    assert [r.tags[t.ERROR_TYPE] for r in failed] == ["rate_limit"]
+    video = [r for r in rig.store.for_job(job_id) if r.step == "video_generation"]
+    # The refused create made nothing; the retry asked the fallback model, once.
+    assert [(r.model, r.state) for r in video] == [
+        ("minimax/video-01", "abandoned"),
+        ("kling/v1.6", CONSUMED),
+    ]
+    assert creates_for(rig, job_id) == {"image_edit": 1, "video_generation": 1}
