@@ -42,10 +42,10 @@ import psycopg2
 from procfs import TICK, process_tree, pss_bytes, tree_cpu_seconds
 
 from runtime.stack import DagsterStack, free_port
-from wf_assets.job_runs import run_view
+from wf_assets.job_runs import load_job_state, run_view
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
-from wf_core.job_state import counted_runs, derive_job_state
+from wf_core.job_state import counted_runs
 from wf_core.settings import REPO_ROOT
 from wf_core.specs import WorkflowSpec, load_specs
 
@@ -158,9 +158,14 @@ def job_statuses(stack: DagsterStack, spec: WorkflowSpec) -> dict[str, tuple[str
         if latest.status == "SUCCESS" and not latest.parked_step:
             found[job_id] = ("completed", len(runs), ends.get(latest.run_id, time.time()))
             continue
-        state = derive_job_state(spec, runs, set())
-        status = state.status if state.status in ("failed", "cancelled") else "running"
-        found[job_id] = (status, len(runs), 0.0)
+        if latest.status in ("FAILURE", "CANCELED"):
+            # Rare: read the job's checkpoints too (a run can fail after its last step).
+            state = load_job_state(stack.instance, spec, job_id)
+            end = ends.get(latest.run_id, time.time())
+            if state.status in FINAL:
+                found[job_id] = (state.status, len(runs), end)
+                continue
+        found[job_id] = ("running", len(runs), 0.0)
     return found
 
 

@@ -78,6 +78,11 @@ def _fail_if_dead(
         # only if no RUN_START pid exists either, which run_worker_identity checked.
     elif worker_alive(identity) is not False:
         return False
+    # The record was read before the liveness check: a worker that finished its run in
+    # between exited normally. Its last status is written now: read it again.
+    fresh = instance.get_run_by_id(run.run_id)
+    if fresh is None or fresh.status != dg.DagsterRunStatus.STARTED:
+        return False
     message = f"Run worker {identity or '(unknown)'} died mid-run"
     tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
     instance.add_run_tags(run.run_id, tags)

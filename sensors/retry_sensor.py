@@ -6,10 +6,15 @@ only 5 runs per tick):
 2. take in failed runs updated since the cursor: retryable ones are tagged
    `wf/retry_state=waiting`, quota failures open their breaker;
 3. settle quota probes;
-4. for every waiting run that is still its job's latest, decide (retry_rules)
-   and launch the failed step and everything downstream, reusing checkpoints.
-State lives in run tags and the cursor; run keys make a relaunch idempotent, so a
-daemon restart neither duplicates nor loses a retry.
+4. for the waiting runs whose check time has come (the retry queue, wf_store), at most
+   `DECISIONS_PER_TICK`, skipping those behind an open quota breaker: decide
+   (retry_policy) and launch the failed step and everything downstream, reusing
+   checkpoints. A run that must wait is given the time its decision can next change.
+A tick's cost follows the decisions due, not the number of waiting jobs: 5,000 jobs
+behind one open breaker cost one query. When a breaker closes, its jobs are released
+`DECISIONS_PER_TICK` at a time. State lives in run tags, the queue and the cursor; run
+keys make a relaunch idempotent, so a daemon restart neither duplicates nor loses a
+retry.
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from resources.model_provider import ModelProvider
+from resources.predictions import PredictionsResource
 from sensors.crash_detector import crash_tags, fail_dead_runs
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import job_run_views, load_job_state, run_view
 from wf_core import tags as t
 from wf_core.circuit_breaker import BreakerBoard
 from wf_core.control import plan_retry
-from wf_core.job_state import ACTIVE, JobState
-from wf_core.retry_policy import Decision, RetrySettings, decide, quota_key
+from wf_core.job_state import ACTIVE, JobState, RunView
+from wf_core.retry_policy import Decision, RetrySettings, decide, fallback_model, quota_key
 from wf_core.specs import WorkflowSpec
+from wf_store.retry_queue import RetryQueue, Waiting
 
 RETRY_SENSOR_NAME = "workflow_retry_sensor"
 PAGE = 500
@@ -41,6 +48,13 @@ PAGE = 500
 CURSOR_OVERLAP_SECONDS = 2.0
 # A quota probe the sensor asked for but whose run never appeared frees its slot after this.
 PROBE_START_TIMEOUT_SECONDS = 120.0
+# Full decisions (a job-state read each) per tick; also the release rate of a closed breaker.
+DECISIONS_PER_TICK = 50
+# A decision that waits on no known time (a newer run in flight, a key still refused)
+# is looked at again after this.
+RECHECK_SECONDS = 30.0
+# Runs behind a breaker looked at for its probe, oldest first.
+PROBE_CANDIDATES = 5
 
 Clock = Callable[[], float]
 
@@ -52,6 +66,8 @@ class RetryCursor:
     updated_after: float = 0.0
     breakers: dict = field(default_factory=dict)
     auth_checks: dict = field(default_factory=dict)
+    # Whether runs tagged waiting before the retry queue existed were queued.
+    queue_backfilled: bool = False
 
     @classmethod
     def load(cls, raw: str | None) -> RetryCursor:
@@ -89,16 +105,16 @@ def _all_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> list[d
             return records
 
 
-def _intake(instance, records, specs, board: BreakerBoard, settings, now: float, log) -> None:
+def _intake(instance, records, specs, board: BreakerBoard, settings, now: float, log, queue):
     for record in records:
         run = record.dagster_run
         if t.JOB_ID not in run.tags or t.RETRY_STATE in run.tags:
             continue
         with _one_job(log, run):
-            _take_in(instance, record, specs, board, settings, now)
+            _take_in(instance, record, specs, board, settings, now, queue)
 
 
-def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float) -> None:
+def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float, queue) -> None:
     run = record.dagster_run
     if t.ERROR_TYPE not in run.tags:
         # Failed without our handler running (worker killed, code server noticed its
@@ -109,6 +125,8 @@ def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float)
         instance.add_run_tags(run.run_id, tags)
         run = instance.get_run_by_id(run.run_id)
     retryable = run.tags.get(t.RETRYABLE) == "true"
+    if retryable:
+        _enqueue(queue, run, specs, now)
     state = t.RETRY_WAITING if retryable else t.RETRY_DONE
     instance.add_run_tags(run.run_id, {t.RETRY_STATE: state})
     if retryable and run.tags.get(t.ERROR_TYPE) == "quota_exceeded":
@@ -121,6 +139,34 @@ def _take_in(instance, record, specs, board: BreakerBoard, settings, now: float)
             settings.quota_cooldown,
             settings.quota_cooldown_cap,
         )
+
+
+def _enqueue(queue: RetryQueue, run: dg.DagsterRun, specs, now: float) -> None:
+    """Queue a run that failed retryably (before its tag says so: a crash in between
+    leaves it untagged, and the next tick's intake queues it again, harmlessly).
+
+    A quota failure waits behind its breaker unless the step has a fallback model.
+    """
+    error_type = run.tags.get(t.ERROR_TYPE, "server_unavailable")
+    key = None
+    spec = specs.get(run.tags.get(t.WORKFLOW, ""))
+    step = run.tags.get(t.FAILED_STEP, "")
+    if (
+        error_type == "quota_exceeded"
+        and spec is not None
+        and not fallback_model(spec, step, run.tags.get(t.MODEL))
+    ):
+        key = quota_key(RunView(run.run_id, run.status.value, dict(run.tags), now))
+    queue.add(run.run_id, run.tags[t.JOB_ID], run.tags.get(t.WORKFLOW, ""), error_type, key, now)
+
+
+def _backfill(instance: dg.DagsterInstance, queue: RetryQueue, specs, now: float) -> None:
+    """Runs tagged waiting before the queue existed (an upgrade): queued once."""
+    waiting = dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.FAILURE], tags={t.RETRY_STATE: t.RETRY_WAITING}
+    )
+    for record in _all_records(instance, waiting):
+        _enqueue(queue, record.dagster_run, specs, now)
 
 
 def _settle_probes(instance, board: BreakerBoard, now: float, log) -> None:
@@ -174,6 +220,7 @@ def evaluate_retries(
     context: dg.SensorEvaluationContext,
     specs: dict[str, WorkflowSpec],
     provider: ModelProvider,
+    queue: RetryQueue,
     settings: RetrySettings,
     clock: Clock,
 ) -> dg.SensorResult:
@@ -183,48 +230,82 @@ def evaluate_retries(
     board = BreakerBoard.from_dict(cursor.breakers)
     fail_dead_runs(instance, specs, log, now)
     failed = _failed_since(instance, cursor.updated_after)
-    _intake(instance, failed, specs, board, settings, now, log)
+    _intake(instance, failed, specs, board, settings, now, log, queue)
     if failed:
         newest = max(r.update_timestamp.timestamp() for r in failed)
         cursor.updated_after = max(cursor.updated_after, newest)
     _settle_probes(instance, board, now, log)
 
-    waiting = _all_records(
-        instance,
-        dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.FAILURE], tags={t.RETRY_STATE: t.RETRY_WAITING}
-        ),
-    )
+    if not cursor.queue_backfilled:
+        _backfill(instance, queue, specs, now)
+        cursor.queue_backfilled = True
     requests = []
-    for record in sorted(waiting, key=lambda r: r.create_timestamp):
-        with _one_job(log, record.dagster_run):
-            request = _consider(
-                instance, record.dagster_run, specs, provider, settings, board, cursor, now, log
+    for group in _due(queue, board, now):
+        for row in group:
+            request = _decide_row(
+                instance, queue, row, specs, provider, settings, board, cursor, now, log
             )
             if request is not None:
                 requests.append(request)
+                break  # one probe per breaker
     cursor.breakers = board.to_dict()
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
 
 
-def _consider(instance, run, specs, provider, settings, board, cursor, now, log):
+def _due(queue: RetryQueue, board: BreakerBoard, now: float) -> list[list[Waiting]]:
+    """The queued runs to decide this tick, in groups: each due run not held by an open
+    breaker alone, and for each breaker taking a probe now, its oldest runs (the first
+    that can still go is the probe; the others were superseded meanwhile)."""
+    # Behind an open breaker only the probe goes: the rest wait for it to close.
+    groups = [[row] for row in queue.due(now, DECISIONS_PER_TICK, list(board.breakers))]
+    for key, breaker in board.breakers.items():
+        if breaker.ready_for_probe(now):
+            groups.append(queue.oldest_behind(key, PROBE_CANDIDATES))
+    return groups
+
+
+def _decide_row(instance, queue, row, specs, provider, settings, board, cursor, now, log):
+    """Decide one queued run and reschedule or drop it; its retry request, if it goes."""
+    record = instance.get_run_record_by_id(row.run_id)
+    if record is None:
+        queue.remove([row.run_id])
+        return None
+    with _one_job(log, record.dagster_run):
+        request, check_at = _consider(
+            instance, record.dagster_run, specs, provider, settings, board, cursor, now, log
+        )
+        if check_at is None:
+            queue.remove([row.run_id])
+        else:
+            queue.check_later(row.run_id, check_at)
+        return request
+    queue.check_later(row.run_id, now + RECHECK_SECONDS)  # it failed: not every tick
+    return None
+
+
+def _consider(
+    instance, run, specs, provider, settings, board, cursor, now, log
+) -> tuple[dg.RunRequest | None, float | None]:
+    """The retry request for a waiting run, if it goes now, and when to look at it
+    again (None: it waits no more)."""
     spec = specs.get(run.tags.get(t.WORKFLOW, ""))
     job_id = run.tags[t.JOB_ID]
     if spec is None:
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
-        return None
+        return None, None
     state = load_job_state(instance, spec, job_id, failure_details=False)
     latest = state.latest
     if latest is None or latest.run_id != run.run_id:
         if latest is None or latest.status not in ACTIVE:
             instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
-        return None
+            return None, None
+        return None, now + RECHECK_SECONDS  # a newer run is in flight: see how it ends
     if state.status != "pending_retry":
         final = t.RETRY_EXHAUSTED if state.max_attempts_exceeded else t.RETRY_DONE
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: final})
         if final == t.RETRY_EXHAUSTED:
             log.info(f"job {job_id}: maximum retry attempts exceeded at {state.failed_step}")
-        return None
+        return None, None
     key_changed = bool(
         run.tags.get(t.KEY_FINGERPRINT)
         and run.tags[t.KEY_FINGERPRINT] != provider.credential_fingerprint()
@@ -234,11 +315,18 @@ def _consider(instance, run, specs, provider, settings, board, cursor, now, log)
         auth_ok = _auth_ok(provider, cursor, settings, now)
     decision = decide(spec, state, latest, now, board, settings, key_changed, auth_ok)
     if not decision.launch:
-        return None
+        if run.tags.get(t.ERROR_TYPE) == "quota_exceeded":
+            return None, now  # its breaker holds it back, and lets it go when it closes
+        later = decision.not_before if decision.not_before and decision.not_before > now else None
+        if run.tags.get(t.ERROR_TYPE) == "invalid_key" and later is None:
+            later = now + settings.auth_check_interval
+        return None, later or now + RECHECK_SECONDS
     if decision.probe_key:
         board.start_probe(decision.probe_key, job_id, latest.attempt + 1, now)
     log.info(f"job {job_id}: retrying {state.failed_step} ({decision.reason})")
-    return _retry_request(spec, run, state, decision)
+    # Kept due until the retry run is seen: a request lost with a daemon that died before
+    # launching it is asked again next tick (same run key, so never twice).
+    return _retry_request(spec, run, state, decision), now
 
 
 def make_retry_sensor(
@@ -258,7 +346,12 @@ def make_retry_sensor(
         description="Resumes workflow jobs that failed retryably once the cause is resolved.",
         jobs=jobs,
     )
-    def workflow_retry_sensor(context: dg.SensorEvaluationContext, model_provider: ModelProvider):
-        return evaluate_retries(context, specs, model_provider, settings, clock)
+    def workflow_retry_sensor(
+        context: dg.SensorEvaluationContext,
+        model_provider: ModelProvider,
+        predictions: PredictionsResource,
+    ):
+        queue = RetryQueue(predictions.store())
+        return evaluate_retries(context, specs, model_provider, queue, settings, clock)
 
     return workflow_retry_sensor

@@ -81,7 +81,10 @@ class RetryHarness:
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
-            resources={"model_provider": self.resources()["model_provider"]},
+            resources={
+                "model_provider": self.resources()["model_provider"],
+                "predictions": self.resources()["predictions"],
+            },
         )
         result = self.sensor(context)
         self.cursor = result.cursor

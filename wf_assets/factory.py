@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the asset function's
 annotations at definition time to find its config and resources.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from wf_assets.partitions import jobs_partitions
 from wf_assets.step_guard import check_run_may_proceed
 from wf_core import tags as t
 from wf_core.errors import HardError, classify
+from wf_core.progress import ProgressGate
 from wf_core.specs import StepSpec, WorkflowSpec
 from wf_core.tags import failure_tags
 
@@ -113,9 +114,7 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
                 webhook_url=predictions.webhook_url,
                 poll_settings=predictions.poll_settings(),
                 source_path=config.source,
-                progress=lambda percent, message: context.log.info(
-                    f"progress {percent}% {message}"
-                ),
+                progress=_progress_logger(context),
             )
             outcome = kind.run(ctx)
         except Exception as exc:
@@ -155,6 +154,17 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             predictions.store().consumed(outcome.intent_id)
 
     return _step
+
+
+def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[int, str], None]:
+    """Progress as log lines (the stream reads them), only when worth an event-log write."""
+    gate = ProgressGate()
+
+    def report(percent: int, message: str) -> None:
+        if gate.admit(percent):
+            context.log.info(f"progress {percent}% {message}")
+
+    return report
 
 
 def _earlier_checkpoint(
