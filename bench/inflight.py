@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -317,6 +318,8 @@ def main() -> None:
     parser.add_argument("--drop-webhooks", action="store_true", help="polling only")
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
+    # A SIGTERM unwinds the stack, the bridge and the database like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(json.dumps(run_bench(args), indent=2))
 
 
