@@ -126,12 +126,15 @@ class Sampler(threading.Thread):
         self.roots = roots
         self.peak_pss = 0
         self.peak_procs = 0
+        self.peak_stack_procs = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            pids = set(process_tree(self.roots)) | set(postgres_pids())
+            stack = set(process_tree(self.roots))
+            pids = stack | set(postgres_pids())
             self.peak_procs = max(self.peak_procs, len(pids))
+            self.peak_stack_procs = max(self.peak_stack_procs, len(stack))
             self.peak_pss = max(self.peak_pss, pss_bytes(pids))
             self.stop.wait(1.0)
 
@@ -304,6 +307,7 @@ def measure(
         else None,
         "peak_pss_gib": round(sampler.peak_pss / 2**30, 2),
         "peak_processes": sampler.peak_procs,
+        "peak_processes_without_postgres": sampler.peak_stack_procs,
         "predictions_created": fake.created_count() if args.provider == "replicate" else None,
         "predictions_needed": needed,
     }
