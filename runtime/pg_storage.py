@@ -3,7 +3,7 @@
 dagster-postgres opens a new PostgreSQL connection for every statement (`NullPool`)
 outside the webserver: ~4.7 ms of server CPU per connection against ~0.1 ms for the
 statement, and a two-generation job's three runs opened ~450 connections
-(bench/inflight.py). These subclasses give each storage a small pool instead.
+(bench/inflight.py). These subclasses share one small pool per process instead.
 
 A pool must not cross a fork: the prewarmed launcher forks run workers from a zygote.
 An at-fork hook makes every child drop the connections it inherited (without closing
@@ -13,7 +13,7 @@ them: they are the parent's) and open its own.
 from __future__ import annotations
 
 import os
-import weakref
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,37 +28,47 @@ from dagster_postgres.utils import (
 from sqlalchemy import pool as db_pool
 from sqlalchemy.engine import Engine
 
-# One kept connection per storage, a few more under concurrency (sensor threads).
-POOL_SIZE = 1
-MAX_OVERFLOW = 4
+# One engine per database per process, shared by the three storages: a run worker keeps
+# one connection (two under concurrency), not one per storage; the daemon's threads may
+# open a few more, which are closed again when returned.
+POOL_SIZE = 2
+MAX_OVERFLOW = 6
 POOL_RECYCLE_SECONDS = 1800
 
-_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
 
 
 def _forget_inherited_connections() -> None:
-    for engine in list(_engines):
+    for engine in list(_engines.values()):
         engine.dispose(close=False)
 
 
 os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
+def _shared_engine(storage: Any) -> Engine:
+    with _lock:
+        engine = _engines.get(storage.postgres_url)
+        if engine is None:
+            engine = _engines[storage.postgres_url] = create_pg_engine(
+                storage.postgres_url,
+                storage._token_provider,
+                isolation_level="AUTOCOMMIT",
+                poolclass=db_pool.QueuePool,
+                pool_size=POOL_SIZE,
+                max_overflow=MAX_OVERFLOW,
+                pool_recycle=POOL_RECYCLE_SECONDS,
+                pool_pre_ping=True,
+            )
+        return engine
+
+
 def _pool(storage: Any) -> None:
-    """Replace the storage's NullPool engine with a small pooled one."""
+    """Replace the storage's NullPool engine with the process's pooled one."""
     old = storage._engine
-    storage._engine = create_pg_engine(
-        storage.postgres_url,
-        storage._token_provider,
-        isolation_level="AUTOCOMMIT",
-        poolclass=db_pool.QueuePool,
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
-        pool_recycle=POOL_RECYCLE_SECONDS,
-        pool_pre_ping=True,
-    )
+    storage._engine = _shared_engine(storage)
     old.dispose()
-    _engines.add(storage._engine)
 
 
 def _args(config_value: Mapping[str, Any]) -> dict[str, Any]:
