@@ -89,6 +89,21 @@ class Bench:
             return []
         return [json.loads(line) for line in self.call_log.read_text().splitlines()]
 
+    def intend(self, call) -> Prediction:
+        """The intent a first run (r1) records before its create call."""
+        return self.store.intend(
+            job_id=JOB,
+            step=STEP,
+            attempt=1,
+            workflow_id="wf",
+            provider="local",
+            model=MODEL,
+            provider_model=call.provider_model,
+            input_digest=call.digest,
+            provider_input=call.provider_input,
+            run_id="r1",
+        )
+
     def rows(self) -> list[Prediction]:
         """Every prediction row of the job, oldest first."""
         return self.store.for_job(JOB)
@@ -177,18 +192,7 @@ def test_a_create_logged_before_a_crash_is_found_not_made_again(
     ctx = bench.context(latency=latency)
     request = GenerationRequest(JOB, STEP, "image_edit", MODEL, "a hat", bench.source)
     call = ctx.provider.prepare(request, bench.media)
-    intent = bench.store.intend(
-        job_id=JOB,
-        step=STEP,
-        attempt=1,
-        workflow_id="wf",
-        provider="local",
-        model=MODEL,
-        provider_model=call.provider_model,
-        input_digest=call.digest,
-        provider_input=call.provider_input,
-        run_id="r1",
-    )
+    intent = bench.intend(call)
     ctx.provider.submit(call, intent, None)  # the run died before recording the answer
     assert bench.row(intent.id).state == "creating"
     result = run_edit(bench.context(latency=latency, run_id="r2"))
@@ -203,18 +207,7 @@ def test_an_intent_whose_create_never_left_is_created_under_the_same_row(bench: 
     ctx = bench.context(latency=HOUR)
     request = GenerationRequest(JOB, STEP, "image_edit", MODEL, "a hat", bench.source)
     call = ctx.provider.prepare(request, bench.media)
-    intent = bench.store.intend(
-        job_id=JOB,
-        step=STEP,
-        attempt=1,
-        workflow_id="wf",
-        provider="local",
-        model=MODEL,
-        provider_model=call.provider_model,
-        input_digest=call.digest,
-        provider_input=call.provider_input,
-        run_id="r1",
-    )  # the run died before submitting
+    intent = bench.intend(call)  # the run died before submitting
     result = run_edit(bench.context(latency=HOUR, run_id="r2"))
     assert isinstance(result, Parked) and result.prediction.id == intent.id
     assert [c["intent"] for c in bench.calls()] == [intent.id]

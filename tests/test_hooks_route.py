@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from bridge_api import create_app
 from bridge_api.hooks import CLOCK
+from tests.fakes.clock import FakeClock
 from wf_core.webhook_signature import BadSecretError
 from wf_store import predictions as p
 
@@ -29,17 +30,9 @@ def _signature(webhook_id: str, timestamp: int, body: bytes, secret: str = SECRE
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store(tmp_path):
-    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=Clock(NOW))
+    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=FakeClock(NOW))
     yield store
     store.close()
 
@@ -56,7 +49,7 @@ def _app(tmp_path, store, secret: str | None = SECRET, **config):
             **config,
         }
     )
-    app.extensions[CLOCK] = Clock(NOW)
+    app.extensions[CLOCK] = FakeClock(NOW)
     return app
 
 

@@ -18,6 +18,7 @@ import pytest
 from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
 from bridge_api.execution_view import execution_view, iso
+from tests.fakes.clock import FakeClock
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
 from wf_core.job_state import RunView
@@ -35,17 +36,9 @@ OPS = {
 }
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store(tmp_path):
-    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=Clock(NOW))
+    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=FakeClock(NOW))
     yield store
     store.close()
 
