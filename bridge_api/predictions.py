@@ -9,8 +9,6 @@ display never fail a request: a store that cannot be read shows no provider bloc
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Iterable, Sequence
 
 from flask import current_app
@@ -24,14 +22,13 @@ from wf_store.predictions import (
     RUNNING_STATUSES,
     Prediction,
     PredictionStore,
+    shared_store,
 )
 
 log = logging.getLogger(__name__)
 # A prediction in these states still runs at the provider (API.md: starting|processing).
 AT_PROVIDER = (CREATING, PARKED)
 
-_lock = threading.Lock()
-_stores: dict[tuple[int, str], PredictionStore] = {}
 _unreachable = False
 
 
@@ -40,14 +37,7 @@ def prediction_store() -> PredictionStore:
     injected = current_app.config.get("PREDICTION_STORE")
     if injected is not None:
         return injected
-    url = current_app.config.get("STATE_DB_URL") or state_db_url()
-    # Keyed by process too: pooled connections must not cross a fork.
-    key = (os.getpid(), url)
-    with _lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = PredictionStore(url)
-    return store
+    return shared_store(current_app.config.get("STATE_DB_URL") or state_db_url())
 
 
 def predictions_of(job_ids: Iterable[str]) -> dict[str, list[Prediction]] | None:

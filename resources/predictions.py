@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import dagster as dg
 from pydantic import Field
 
 from wf_core.polling import PollSettings
-from wf_store.predictions import PredictionStore
+from wf_store.predictions import PredictionStore, shared_store
 
 WEBHOOK_PATH = "/hooks/replicate"
-
-_stores: dict[str, PredictionStore] = {}
-_lock = threading.Lock()
-
-
-def shared_store(url: str) -> PredictionStore:
-    """One store (one connection pool) per URL per process."""
-    with _lock:
-        store = _stores.get(url)
-        if store is None:
-            store = _stores[url] = PredictionStore(url)
-        return store
 
 
 class PredictionsResource(dg.ConfigurableResource):

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -526,6 +528,21 @@ class PredictionStore:
         query = sa.select(predictions).where(condition).order_by(order).limit(limit)
         with self.engine.connect() as conn:
             return [Prediction.from_row(row) for row in conn.execute(query).mappings()]
+
+
+_shared: dict[tuple[int, str], PredictionStore] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_store(url: str) -> PredictionStore:
+    """One store (one connection pool) per database per process: keyed by pid too, so
+    pooled connections never cross a fork."""
+    key = (os.getpid(), url)
+    with _shared_lock:
+        store = _shared.get(key)
+        if store is None:
+            store = _shared[key] = PredictionStore(url)
+        return store
 
 
 def _error_text(error: Any) -> str | None:
