@@ -15,8 +15,15 @@ whole stack every second until every job is final and prints:
 `--provider local` uses the offline provider instead (it renders real media in the
 stack, so its CPU counts; it has no webhooks: the poller completes it).
 
-Run: `.venv/bin/python bench/inflight.py --jobs 100 --latency 60 [--drop-webhooks]`.
-Needs nothing else running on the machine (CPU is read machine-wide).
+`--private-pg` runs a PostgreSQL server of the bench's own (initdb as the postgres user,
+on a free port): CPU is then the stack's processes plus that server's, and the peak of
+open connections is sampled from its pg_stat_activity, whatever else the machine runs.
+`--pg-pool off` sets PG_POOL=off (dagster-postgres' own NullPool: a connection per
+statement), for the before/after figure of pooling.
+
+Run: `.venv/bin/python bench/inflight.py --jobs 100 --latency 60 [--drop-webhooks]
+[--private-pg --pg-pool off]`. Without --private-pg, needs nothing else running on the
+machine (CPU is read machine-wide).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -35,7 +43,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -82,6 +90,48 @@ def fresh_database() -> Iterator[str]:
         server_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def private_cluster(tmp: Path) -> Iterator[tuple[str, int]]:
+    """A PostgreSQL server of the bench's own (initdb, run as the postgres user, on a free
+    port): its CPU and connections are this bench's alone, whatever else the machine runs.
+    Yields (database URL, postmaster pid)."""
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    data = tmp / "pgdata"
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=400"
+    subprocess.run(
+        [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", pid
+    finally:
+        subprocess.run(
+            [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+        )
+
+
+def pg_connections(url: str) -> int:
+    """Connections open to the server now (client backends)."""
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+        (count,) = cur.fetchone()
+    conn.close()
+    return int(count) - 1  # not this one
+
+
 def postgres_pids() -> list[int]:
     """The PostgreSQL server's processes (postmaster and every backend)."""
     pids = []
@@ -121,9 +171,11 @@ def own_cpu_seconds() -> float:
 class Sampler(threading.Thread):
     """Every second: PSS and process count of the stack plus PostgreSQL."""
 
-    def __init__(self, roots: list[int]) -> None:
+    def __init__(self, roots: list[int], pg_url: str | None = None) -> None:
         super().__init__(daemon=True)
         self.roots = roots
+        self.pg_url = pg_url  # a private cluster: its connections are counted
+        self.peak_connections = 0
         self.peak_pss = 0
         self.peak_procs = 0
         self.peak_stack_procs = 0
@@ -136,6 +188,8 @@ class Sampler(threading.Thread):
             self.peak_procs = max(self.peak_procs, len(pids))
             self.peak_stack_procs = max(self.peak_stack_procs, len(stack))
             self.peak_pss = max(self.peak_pss, pss_bytes(pids))
+            if self.pg_url:
+                self.peak_connections = max(self.peak_connections, pg_connections(self.pg_url))
             self.stop.wait(1.0)
 
 
@@ -182,10 +236,18 @@ def run_bench(args: argparse.Namespace) -> dict:
     }
     with (
         tempfile.TemporaryDirectory(prefix="inflight-") as tmp_name,
-        fresh_database() as pg_url,
         FakeReplicate(TOKEN, models, videos) as fake,
+        ExitStack() as cleanup,
     ):
         tmp = Path(tmp_name)
+        postmaster = None
+        if args.private_pg:
+            os.chmod(tmp, 0o755)  # the postgres user reaches its data folder
+            pg_url, postmaster = cleanup.enter_context(private_cluster(tmp))
+        else:
+            pg_url = cleanup.enter_context(fresh_database())
+        if args.pg_pool is not None:
+            os.environ["PG_POOL"] = args.pg_pool
         fake.script = Script(seconds=args.latency)
         if args.drop_webhooks:
             fake.drop_all_webhooks = True
@@ -210,7 +272,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             env_bridge = {**stack.env}
             with bridge_on(env_bridge, tmp, hook_port) as bridge_proc:
                 roots = [p.pid for p in stack.procs.values()] + [bridge_proc.pid]
-                return measure(args, spec, stack, fake, roots, pg_url)
+                return measure(args, spec, stack, fake, roots, pg_url, postmaster)
 
 
 @contextmanager
@@ -248,12 +310,15 @@ def measure(
     fake: FakeReplicate,
     roots: list[int],
     pg_url: str,
+    postmaster: int | None,
 ) -> dict:
     """Submit N jobs at once, sample until all are final, compute the figures."""
-    sampler = Sampler(roots)
+    sampler = Sampler(roots, pg_url if postmaster else None)
     sampler.start()
     cpu0, own0 = machine_busy_seconds(), own_cpu_seconds()
+    pg_roots = [postmaster] if postmaster else []
     tree0, sessions0 = tree_cpu_seconds(roots), pg_sessions(pg_url)
+    pg0 = tree_cpu_seconds(pg_roots)
     started = time.time()
     job_ids = [new_job_id() for _ in range(args.jobs)]
     submitted: dict[str, float] = {}
@@ -280,6 +345,8 @@ def measure(
     cpu = machine_busy_seconds() - cpu0 - (own_cpu_seconds() - own0)
     tree = tree_cpu_seconds(roots) - tree0
     sessions = pg_sessions(pg_url) - sessions0
+    if postmaster:  # the stack's and its own server's CPU, not the whole machine's
+        cpu = tree + tree_cpu_seconds(pg_roots) - pg0
     sampler.stop.set()
     sampler.join()
     completed = [j for j, f in finished.items() if f[0] == "completed"]
@@ -308,6 +375,8 @@ def measure(
         "peak_pss_gib": round(sampler.peak_pss / 2**30, 2),
         "peak_processes": sampler.peak_procs,
         "peak_processes_without_postgres": sampler.peak_stack_procs,
+        "peak_pg_connections": sampler.peak_connections if postmaster else None,
+        "pg_pool": os.environ.get("PG_POOL", "on"),
         "predictions_created": fake.created_count() if args.provider == "replicate" else None,
         "predictions_needed": needed,
     }
@@ -321,6 +390,12 @@ def main() -> None:
     parser.add_argument("--provider", choices=("replicate", "local"), default="replicate")
     parser.add_argument("--drop-webhooks", action="store_true", help="polling only")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--private-pg",
+        action="store_true",
+        help="a PostgreSQL server of the bench's own (CPU and peak connections are its alone)",
+    )
+    parser.add_argument("--pg-pool", choices=("on", "off"), help="PG_POOL for the stack")
     args = parser.parse_args()
     # A SIGTERM unwinds the stack, the bridge and the database like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
