@@ -107,10 +107,25 @@ def private_cluster(tmp: Path) -> Iterator[tuple[str, int]]:
     )
     port = free_port()
     opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=400"
+    # A log file, not a pipe: the server would hold a captured pipe open and the wait
+    # for pg_ctl's output would never end.
+    logfile = data / "server.log"
     subprocess.run(
-        [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "start"],
+        [
+            *as_pg,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-l",
+            str(logfile),
+            "-w",
+            "start",
+        ],  # fmt: skip
         check=True,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         pid = int((data / "postmaster.pid").read_text().split()[0])
@@ -118,7 +133,8 @@ def private_cluster(tmp: Path) -> Iterator[tuple[str, int]]:
     finally:
         subprocess.run(
             [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
 
