@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean worker
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -40,6 +40,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+
+# A run worker host of the celery profile (RUN_LAUNCHER=celery, CELERY_BROKER_URL,
+# DAGSTER_PG_URL); WORKER_CONCURRENCY runs at once (default 3 per core).
+worker: $(STAMP)
+	RUN_LAUNCHER=celery $(BIN)/wf-worker $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_overhead.py

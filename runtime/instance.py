@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from runtime import celery_config
 from wf_core import settings
 from wf_store.predictions import PredictionStore
 
@@ -68,7 +69,10 @@ def pooled_postgres_storage(url: str) -> dict[str, Any]:
 
 
 def run_launcher_config() -> dict[str, Any]:
-    """The prewarmed launcher (fast starts, health checks); RUN_LAUNCHER=default for Dagster's."""
+    """The prewarmed launcher (fast starts, health checks); RUN_LAUNCHER=default for Dagster's,
+    RUN_LAUNCHER=celery for dagster-celery's on worker hosts (runtime/celery_config.py)."""
+    if celery_config.celery_enabled():
+        return celery_config.launcher_config()
     if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
         return {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
     return {"module": "runtime.launcher", "class": "PrewarmedRunLauncher"}
@@ -90,6 +94,9 @@ def compute_logs_config(home: Path) -> dict[str, Any]:
 
 def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
     """The whole dagster.yaml as a dict."""
+    if celery_config.celery_enabled():
+        # Refused here, clearly, rather than by a worker that cannot see the runs.
+        celery_config.require_postgres({**os.environ, "DAGSTER_PG_URL": pg_url or ""})
     if not pg_url:
         storage: dict[str, Any] = {"storage": {"sqlite": {"base_dir": str(home / "storage")}}}
     elif os.environ.get("PG_POOL", "on") == "off":
@@ -128,6 +135,7 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
             "start_timeout_seconds": 180,
             "max_runtime_seconds": 3 * 3600,
             "poll_interval_seconds": 30,
+            **(celery_config.monitoring_config() if celery_config.celery_enabled() else {}),
         },
         "sensors": {"use_threads": True, "num_workers": 2},
         # Steps log through Dagster's event log; capturing stdout/stderr costs four helper
