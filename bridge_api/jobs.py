@@ -23,6 +23,7 @@ from wf_core.job_state import STOPPABLE, duplicate_of
 from wf_core.run_config import OptionsError, build_run_config, validate_options
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import cancel_description
+from wf_store.uploads import UploadStore, uploads_in_db
 
 bp = Blueprint("jobs", __name__, url_prefix="/workflows")
 
@@ -68,7 +69,9 @@ def _hostile_name(name: str) -> bool:
     return any(c in name for c in "/\\\0") or ".." in name or any(ord(c) < 32 for c in name)
 
 
-def _store_input(job_id: str, data: bytes, fmt: str) -> Path:
+def _store_input(job_id: str, data: bytes, fmt: str) -> Path | str:
+    if uploads_in_db():  # run workers on other hosts: the database, not this disk
+        return UploadStore("", engine=prediction_store().engine).put(job_id, data, fmt)
     folder = Path(current_app.config["UPLOAD_DIR"]) / job_id
     folder.mkdir(parents=True, exist_ok=False)
     path = folder / f"input.{fmt}"
@@ -111,7 +114,10 @@ def execute():
             _forget_partition(job_id)
             raise
     except Exception:
-        shutil.rmtree(path.parent, ignore_errors=True)
+        if isinstance(path, str):
+            UploadStore("", engine=prediction_store().engine).delete(job_id)
+        else:
+            shutil.rmtree(path.parent, ignore_errors=True)
         raise
     body = {
         "job_id": job_id,

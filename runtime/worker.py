@@ -14,6 +14,9 @@ import dagster as dg
 
 from wf_core import tags as t
 
+# dagster-celery's tag on a run it launched (runtime/celery_launcher.py).
+CELERY_TASK_TAG = "dagster-celery/task_id"
+
 
 def _start_ticks(pid: int) -> str | None:
     """The process start time in clock ticks since boot (guards against pid reuse)."""
@@ -59,6 +62,9 @@ def run_worker_identity(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str
     """
     if run.tags.get(t.WORKER):
         return run.tags[t.WORKER]
+    if CELERY_TASK_TAG in run.tags:
+        # Its worker is on another host: the event's pid says nothing about this one's.
+        return None
     starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
     event = starts[0].dagster_event if starts else None
     # The pid is on the DagsterEvent; an EventLogEntry has none.

@@ -15,8 +15,10 @@ from resources.json_files import write_json_atomic
 class CheckpointIOManager(dg.ConfigurableIOManager):
     """Writes `<base_url>/<workflow>/<step>/<job_id>.json`, atomically, and reads it back.
 
-    `base_url` is a folder or any fsspec URL (`s3://bucket/prefix`): in a deployment
-    where run workers live on several machines it must be a place they all reach.
+    `base_url` is a folder or any fsspec URL (`s3://bucket/prefix`). A checkpoint that is
+    not there (written on another host, whose disk this worker cannot see) is read back
+    from the step's materialization in the event log, which every worker reaches: run
+    workers on several hosts need no shared folder.
     """
 
     base_url: str = Field(description="Folder or fsspec URL that holds the checkpoints.")
@@ -35,6 +37,11 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
         """Load an upstream step's checkpoint for the same job."""
         path = self.path_for(context.asset_key, context.asset_partition_key)
         if not path.exists():
+            recorded = recorded_checkpoint(
+                context.instance, context.asset_key, context.asset_partition_key
+            )
+            if recorded is not None:
+                return recorded
             raise dg.Failure(
                 f"no checkpoint for {context.asset_key.to_user_string()} "
                 f"job {context.asset_partition_key}: run that step first",
@@ -46,3 +53,15 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
         """The checkpoint of one asset partition, or None."""
         path = self.path_for(asset_key, partition_key)
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def recorded_checkpoint(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+) -> dict[str, Any] | None:
+    """The checkpoint carried by the latest materialization of one asset partition, or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get("checkpoint") if materialization else None
+    return value.value if isinstance(value, dg.JsonMetadataValue) else None  # type: ignore[return-value]

@@ -15,8 +15,10 @@ from resources.json_files import write_json_atomic
 from resources.media_storage import StoredMedia, media_public_id
 from wf_assets.kinds.base import StepContext
 from wf_assets.kinds.generate import Finished
+from wf_core import settings
 from wf_core.errors import HardError, PermanentErrorType
 from wf_core.media_checks import ImageRejected, check_image
+from wf_store.uploads import UploadStore, is_upload_source
 
 # The step's error_type for each reason the core check refuses an image.
 REFUSALS: dict[str, PermanentErrorType] = {
@@ -30,7 +32,17 @@ RECEIPT_NAME = "stored.json"
 
 
 def read_source(source: str) -> bytes:
-    """The bytes of the job's input: a local path, a file:// URL or an http(s) URL."""
+    """The bytes of the job's input: a local path, a file:// URL, an http(s) URL, or an
+    upload the bridge kept in the engine's database (`wf-upload:`, any host reads it)."""
+    if is_upload_source(source):
+        store = UploadStore(settings.state_db_url())
+        try:
+            data = store.get(source)
+        finally:
+            store.close()
+        if data is None:
+            raise HardError("invalid_input", f"input file not found: {source}")
+        return data
     parsed = urlparse(source)
     if parsed.scheme in ("http", "https"):
         import httpx
