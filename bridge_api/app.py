@@ -13,8 +13,10 @@ from bridge_api.auth import auth_config_from_env, init_auth
 from bridge_api.catalog import SpecCatalog
 from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import register_error_handlers
+from bridge_api.feeds import StreamHub
 from bridge_api.forms import LimitedFormRequest
 from bridge_api.limits import init_limits, storage_uri_from_env
+from bridge_api.page import init_page
 from wf_core import settings
 from wf_core.webhook_signature import secret_key
 
@@ -38,6 +40,9 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
         "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
         "STREAM_ACTIVE_POLL_SECONDS": float(environ.get("STREAM_ACTIVE_POLL_SECONDS") or 0.25),
         "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),
+        # Open streams per process; past it a stream is refused with 503 and Retry-After.
+        "MAX_STREAMS": int(environ.get("MAX_STREAMS") or 1000),
+        "STREAM_RETRY_AFTER_SECONDS": int(environ.get("STREAM_RETRY_AFTER_SECONDS") or 5),
         # Unset: /hooks/replicate refuses every delivery and the sensor polls instead.
         "REPLICATE_WEBHOOK_SECRET": environ.get("REPLICATE_WEBHOOK_SECRET") or None,
         **auth_config_from_env(environ),
@@ -72,8 +77,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["dagster"] = DagsterGateway(app.config["DAGSTER_GRAPHQL_URL"])
     app.extensions["specs"] = SpecCatalog(app.config["SPECS_DIR"])
     app.extensions["retry_settings"] = retry_settings_from_env()
+    app.extensions["streams"] = StreamHub(app, app.config["MAX_STREAMS"])
     for blueprint in (workflows.bp, jobs.bp, stream.bp, hooks.bp, meta.bp):
         app.register_blueprint(blueprint)
+    init_page(app)  # the Workflows page at `/`, in front of the API's routes
     return app
 
 

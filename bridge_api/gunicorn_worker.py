@@ -1,7 +1,12 @@
-"""gunicorn's threaded worker, answering the errors gunicorn raises itself as JSON.
+"""gunicorn's workers, answering the errors gunicorn raises itself as JSON.
 
 gunicorn refuses a request it cannot parse (a too long request line or header, a malformed
 request) before the app sees it, with an HTML page; API.md promises JSON for every error.
+
+`JsonErrorGeventWorker` is the production worker: an SSE stream is a greenlet, not a
+thread, so a thousand open streams cost memory, not the threads that every other route
+needs. PostgreSQL's driver (psycopg2, C code) is made cooperative with psycogreen, so a
+database read yields like a socket read does.
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ import json
 from datetime import datetime
 from http import HTTPStatus
 from ssl import SSLError
+from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker
 
 # The app's fault, not the client's, although they are parse errors.
@@ -64,8 +71,11 @@ def json_error(status: int, code: str, message: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class JsonErrorThreadWorker(ThreadWorker):
-    """The gthread worker, with gunicorn's own error answers in JSON instead of HTML."""
+class JsonErrors:
+    """gunicorn's own error answers in JSON instead of HTML (mixed into a worker class)."""
+
+    cfg: Any
+    log: Any
 
     def handle_error(self, req, client, addr, exc) -> None:
         """Log as gunicorn does, then answer `{"error": {"code", "message"}}`."""
@@ -88,3 +98,19 @@ class JsonErrorThreadWorker(ThreadWorker):
             util.write_nonblock(client, answer)
         except Exception:
             self.log.debug("Failed to send error message.")
+
+
+class JsonErrorThreadWorker(JsonErrors, ThreadWorker):
+    """The gthread worker (a thread per connection), with JSON errors."""
+
+
+class JsonErrorGeventWorker(JsonErrors, GeventWorker):
+    """The gevent worker (a greenlet per connection), with JSON errors and a cooperative
+    psycopg2."""
+
+    def patch(self) -> None:
+        """gevent's monkey-patching, then psycopg2's wait callback."""
+        super().patch()
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()

@@ -20,21 +20,21 @@ encoding every provider reading into the id would make ids grow with no gain.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, request
 
 from bridge_api.auth import require_user
 from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
+from bridge_api.errors import ApiError
 from bridge_api.execution_view import job_state, next_retry_at
+from bridge_api.feeds import StreamHub, StreamsFull, client_gone, watch
 from bridge_api.jobs import load_owned_job
 from bridge_api.predictions import predictions_of, waiting_prediction
 from wf_core import tags as t
-from wf_core.job_state import ACTIVE, FINISHED, counted_runs
+from wf_core.job_state import FINISHED, counted_runs
 from wf_core.specs import WorkflowSpec
 
 bp = Blueprint("stream", __name__)
@@ -256,38 +256,6 @@ def format_event(event_id: str, name: str, data: dict) -> str:
     return f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-def event_stream(spec, job_id: str, delivered: Delivered, app) -> Iterator[str]:
-    """Yield every event not yet delivered until the job ends; a heartbeat when quiet."""
-    gateway: DagsterGateway = app.extensions["dagster"]
-    settings = app.extensions["retry_settings"]
-    idle_poll = app.config["STREAM_POLL_SECONDS"]
-    active_poll = min(idle_poll, app.config["STREAM_ACTIVE_POLL_SECONDS"])
-    heartbeat = app.config["STREAM_HEARTBEAT_SECONDS"]
-    events = JobEvents(gateway, spec)
-    provider = ProviderProgress(spec, job_id)
-    last_write = time.monotonic()
-    yield "retry: 2000\n\n"
-    while True:
-        snapshot = gateway.snapshot(job_id, {spec.id: spec})
-        collected, end = events.collect(snapshot, settings)
-        for event in sorted((e for e in collected if not delivered.has(e.identity)), key=_order):
-            delivered.add(event.identity)
-            yield format_event(delivered.encode(), event.name, event.data)
-            last_write = time.monotonic()
-        waiting = provider.poll(snapshot)
-        if waiting is not None:  # after the run's own lines: the step has started by now
-            yield format_event(delivered.encode(), "progress", waiting)
-            last_write = time.monotonic()
-        if end:
-            return
-        if time.monotonic() - last_write >= heartbeat:
-            yield ": heartbeat\n\n"
-            last_write = time.monotonic()
-        # Poll fast while a run is queued or running, slowly while a retry waits.
-        active = any(run.status in ACTIVE for run in snapshot.runs)
-        time.sleep(active_poll if active else idle_poll)
-
-
 def _order(event: Event) -> SortKey:
     return event.order
 
@@ -295,10 +263,29 @@ def _order(event: Event) -> SortKey:
 @bp.get("/jobs/<job_id>/stream")
 @require_user(allow_query_token=True)
 def stream(job_id: str):
-    """Server-Sent Events for one of the caller's jobs."""
-    spec, _ = load_owned_job(job_id)
+    """Server-Sent Events for one of the caller's jobs, from the job's shared feed."""
+    hub: StreamHub = current_app.extensions["streams"]
+    try:
+        release = hub.acquire()
+    except StreamsFull:
+        retry_after = current_app.config["STREAM_RETRY_AFTER_SECONDS"]
+        raise ApiError(
+            503,
+            "too_many_streams",
+            "This server streams to as many clients as it can; try again shortly.",
+            headers={"Retry-After": str(retry_after)},
+        ) from None
+    try:
+        spec, _ = load_owned_job(job_id)
+    except BaseException:
+        release()
+        raise
     delivered = Delivered.parse(request.headers.get("Last-Event-ID"))
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    body = stream_with_context(event_stream(spec, job_id, delivered, app))
+    heartbeat = current_app.config["STREAM_HEARTBEAT_SECONDS"]
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(body, mimetype="text/event-stream", headers=headers)
+    body = watch(hub, spec, job_id, delivered, heartbeat, client_gone(request.environ))
+    response = Response(body, mimetype="text/event-stream", headers=headers)
+    # Called by the server when the response ends or the client goes away, even when the
+    # body was never started: the slot never outlives the connection.
+    response.call_on_close(release)
+    return response

@@ -8,11 +8,16 @@ checkpoint becomes visible after a later progress line was already sent.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
 import pytest
+from werkzeug.serving import make_server
 
 from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
@@ -171,3 +176,105 @@ def test_a_foreign_last_event_id_replays_everything(app) -> None:
     full = _events(app, LaggingGateway(job_id, _script()))
     again = _events(app, LaggingGateway(job_id, _script()), "1700000000000-1-0-0")
     assert Counter(map(_identity, again)) == Counter(map(_identity, full))
+
+
+class GatedGateway(LaggingGateway):
+    """The script, polled by the job's feed only once `watchers` watchers have joined it;
+    counts the feed's polls."""
+
+    def __init__(self, job_id: str, polls: list[Poll], hub, watchers: int) -> None:
+        super().__init__(job_id, polls)
+        self.hub, self.watchers = hub, watchers
+        self.feed_polls = 0
+        self.lock = threading.Lock()
+
+    def snapshot(self, job_id, specs) -> JobSnapshot:
+        if threading.current_thread().name.startswith("feed-"):
+            deadline = time.monotonic() + 30
+            while self._joined() < self.watchers and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.feed_polls += 1
+        with self.lock:
+            return super().snapshot(job_id, specs)
+
+    def _joined(self) -> int:
+        feed = self.hub.feeds.get(self.job_id)
+        return feed.watchers if feed else 0
+
+
+def _read_stream(port: int, job_id: str) -> list[dict]:
+    events = []
+    with httpx.stream("GET", f"http://127.0.0.1:{port}/jobs/{job_id}/stream", timeout=30) as r:
+        assert r.status_code == 200
+        fields: dict[str, str] = {}
+        for line in r.iter_lines():
+            if not line:
+                if "event" in fields:
+                    events.append({"id": fields["id"], "event": fields["event"],
+                                   "data": json.loads(fields["data"])})  # fmt: skip
+                fields = {}
+            elif ": " in line and not line.startswith(":"):
+                key, value = line.split(": ", 1)
+                fields[key] = value
+    return events
+
+
+def test_two_watchers_of_a_job_share_one_feed_and_get_the_same_sequence(app) -> None:
+    """Two clients on one job, over real HTTP: one poller for both, identical events."""
+    hub = app.extensions["streams"]
+    gateway = GatedGateway(new_job_id(), _script(), hub, watchers=2)
+    app.extensions["dagster"] = gateway
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.map(
+                lambda _: _read_stream(server.server_port, gateway.job_id), range(2)
+            )
+    finally:
+        server.shutdown()
+    assert first == second
+    assert first[-1]["event"] == "complete"
+    # One feed polled the script for both: never more polls than the script has
+    # (two watchers each polling would have read it twice).
+    assert gateway.feed_polls <= len(_script())
+    assert hub.stats() == {"streams": 0, "feeds": 0}
+
+
+class EndlessGateway(LaggingGateway):
+    """A job that stays running."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, [Poll("STARTED", [_start("upload", 1000)])])
+
+
+def test_a_watcher_that_disconnects_is_freed_at_its_next_heartbeat(tmp_path) -> None:
+    app = create_app({"AUTH_MODE": "disabled", "MEDIA_DIR": str(tmp_path),
+                      "UPLOAD_DIR": str(tmp_path / "uploads"), "MAX_STREAMS": 1,
+                      "STREAM_HEARTBEAT_SECONDS": 0.2, "STREAM_POLL_SECONDS": 0.05})  # fmt: skip
+    gateway = EndlessGateway(new_job_id())
+    app.extensions["dagster"] = gateway
+    hub = app.extensions["streams"]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/jobs/{gateway.job_id}/stream"
+    try:
+        with httpx.stream("GET", url, timeout=30) as held:
+            assert held.status_code == 200
+            lines = held.iter_lines()  # kept: a dropped iterator closes the connection
+            assert next(lines) == "retry: 2000"
+            # The cap is one stream: a second one is refused, with when to come back.
+            refused = httpx.get(url, timeout=30)
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "too_many_streams"
+            assert int(refused.headers["Retry-After"]) > 0
+            assert hub.stats()["streams"] == 1
+        # The client went away without a word: its slot and the job's feed are freed.
+        deadline = time.monotonic() + 30
+        while hub.stats() != {"streams": 0, "feeds": 0} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.stats() == {"streams": 0, "feeds": 0}
+        with httpx.stream("GET", url, timeout=30) as again:
+            assert again.status_code == 200
+    finally:
+        server.shutdown()

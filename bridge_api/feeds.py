@@ -1,0 +1,247 @@
+"""One poller per watched job per process, shared by every watcher of that job.
+
+A `JobFeed` reads the job from Dagster (one snapshot and the new log lines of its runs
+per poll, plus the provider's progress) and appends what is new to one ordered list of
+entries: each job event once (by its identity, see `stream.Delivered`), and the
+provider's progress level whenever it changes. Watchers (`watch`) read that list from
+the start and send what their own `Delivered` lacks, so every watcher of a job sees the
+same sequence, whatever it connected with, and the number of watchers costs Dagster
+nothing: a job with a thousand watchers is polled as often as a job with one.
+
+The `StreamHub` of a process keeps the feeds (a feed starts with its first watcher and
+stops with its last, or when the job ends) and counts the open streams against a cap
+(`MAX_STREAMS`): past it a new stream is refused with 503 and `Retry-After`, so streams
+never take what execute, status and health need.
+
+A poll that fails (Dagster slow or restarting) is retried with a backoff; the watchers
+keep their connection and get heartbeats meanwhile. A watcher waits on the feed with the
+heartbeat as timeout, so a client that went away is noticed at the next heartbeat write
+at the latest, and its slot is freed when the server closes the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wf_core.job_state import ACTIVE
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from bridge_api.stream import Delivered, Event
+    from wf_core.specs import WorkflowSpec
+
+log = logging.getLogger(__name__)
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+class StreamsFull(Exception):
+    """This process already serves as many streams as it may."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a feed: a job event, or the provider's progress level (`level`)."""
+
+    event: Event | None = None
+    level: dict | None = None
+
+
+class JobFeed:
+    """A job's events, polled once for all of its watchers in this process."""
+
+    def __init__(self, hub: StreamHub, spec: WorkflowSpec, job_id: str) -> None:
+        self.hub = hub
+        self.spec = spec
+        self.job_id = job_id
+        self.entries: list[Entry] = []
+        self.ended = False
+        self.watchers = 0
+        self.polls = 0
+        self.changed = threading.Condition()
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        """Poll in a thread of its own (a greenlet under gevent)."""
+        name = f"feed-{self.job_id}"
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        from bridge_api.stream import JobEvents, ProviderProgress
+
+        app = self.hub.app
+        with app.app_context():
+            gateway = app.extensions["dagster"]
+            settings = app.extensions["retry_settings"]
+            idle = app.config["STREAM_POLL_SECONDS"]
+            active_poll = min(idle, app.config["STREAM_ACTIVE_POLL_SECONDS"])
+            events = JobEvents(gateway, self.spec)
+            provider = ProviderProgress(self.spec, self.job_id)
+            seen: set = set()
+            failures = 0
+            while not self.stopped.is_set():
+                try:
+                    snapshot = gateway.snapshot(self.job_id, {self.spec.id: self.spec})
+                    collected, end = events.collect(snapshot, settings)
+                    waiting = provider.poll(snapshot)
+                except Exception as exc:  # Dagster slow or away: keep the watchers, retry
+                    delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+                    failures += 1
+                    log.warning("stream poll of job %s failed (%s); again in %ss", self.job_id,
+                                type(exc).__name__, delay)  # fmt: skip
+                    self.stopped.wait(delay)
+                    continue
+                failures = 0
+                self.polls += 1
+                new = sorted((e for e in collected if e.identity not in seen), key=_order)
+                seen.update(e.identity for e in new)
+                entries = [Entry(event=e) for e in new]
+                if waiting is not None:  # after the run's own lines: the step has started
+                    entries.append(Entry(level=waiting))
+                if end:
+                    self.hub.forget(self)  # a watcher arriving now starts a new feed
+                with self.changed:
+                    self.entries.extend(entries)
+                    self.ended = end
+                    self.changed.notify_all()
+                if end:
+                    return
+                # Poll fast while a run is queued or running, slowly while a retry waits.
+                busy = any(run.status in ACTIVE for run in snapshot.runs)
+                self.stopped.wait(active_poll if busy else idle)
+
+    def read(self, position: int, timeout: float) -> tuple[list[Entry], bool]:
+        """The entries from `position` on, waiting up to `timeout` for one; and whether
+        the feed has ended (then the entries returned are its last)."""
+        with self.changed:
+            if position >= len(self.entries) and not self.ended:
+                self.changed.wait(timeout)
+            return self.entries[position:], self.ended
+
+
+class StreamHub:
+    """This process's feeds by job, and the count of its open streams."""
+
+    def __init__(self, app: Flask, max_streams: int) -> None:
+        self.app = app
+        self.max_streams = max_streams
+        self.open_streams = 0
+        self.feeds: dict[str, JobFeed] = {}
+        self.lock = threading.Lock()
+
+    def acquire(self) -> Callable[[], None]:
+        """Take a stream slot (StreamsFull past the cap); returns its release, idempotent."""
+        with self.lock:
+            if self.open_streams >= self.max_streams:
+                raise StreamsFull()
+            self.open_streams += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self.lock:
+                if not released.is_set():
+                    released.set()
+                    self.open_streams -= 1
+
+        return release
+
+    def subscribe(self, spec: WorkflowSpec, job_id: str) -> JobFeed:
+        """The job's feed, started if no one watches the job yet."""
+        with self.lock:
+            feed = self.feeds.get(job_id)
+            if feed is None or feed.spec.id != spec.id:
+                feed = self.feeds[job_id] = JobFeed(self, spec, job_id)
+                feed.start()
+            feed.watchers += 1
+            return feed
+
+    def unsubscribe(self, feed: JobFeed) -> None:
+        """One watcher fewer; the last one stops the feed's poller."""
+        with self.lock:
+            feed.watchers -= 1
+            if feed.watchers <= 0:
+                feed.stopped.set()
+                if self.feeds.get(feed.job_id) is feed:
+                    del self.feeds[feed.job_id]
+
+    def forget(self, feed: JobFeed) -> None:
+        """A feed whose job ended: new watchers get a feed of their own."""
+        with self.lock:
+            if self.feeds.get(feed.job_id) is feed:
+                del self.feeds[feed.job_id]
+
+    def stats(self) -> dict[str, Any]:
+        """Open streams and feeds of this process."""
+        with self.lock:
+            return {"streams": self.open_streams, "feeds": len(self.feeds)}
+
+
+def watch(
+    hub: StreamHub,
+    spec: WorkflowSpec,
+    job_id: str,
+    delivered: Delivered,
+    heartbeat: float,
+    gone: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[str]:
+    """One watcher's SSE text: every event of the job it has not received, in the feed's
+    order, the provider's latest progress, a heartbeat when quiet; until the job ends or,
+    checked at each heartbeat, the client has gone (`gone`)."""
+    from bridge_api.stream import format_event
+
+    yield "retry: 2000\n\n"
+    feed = hub.subscribe(spec, job_id)
+    try:
+        position, last_write = 0, clock()
+        while True:
+            batch, ended = feed.read(position, max(0.0, heartbeat - (clock() - last_write)))
+            position += len(batch)
+            last_level = max((i for i, e in enumerate(batch) if e.level), default=-1)
+            for index, entry in enumerate(batch):
+                if entry.event is not None and not delivered.has(entry.event.identity):
+                    delivered.add(entry.event.identity)
+                    yield format_event(delivered.encode(), entry.event.name, entry.event.data)
+                    last_write = clock()
+                elif entry.level is not None and index == last_level:
+                    # A level, not a history: only the newest reading is worth sending.
+                    yield format_event(delivered.encode(), "progress", entry.level)
+                    last_write = clock()
+            if ended:
+                return
+            if clock() - last_write >= heartbeat:
+                if gone():  # a write to a closed socket may still succeed once
+                    return
+                yield ": heartbeat\n\n"
+                last_write = clock()
+    finally:
+        hub.unsubscribe(feed)
+
+
+def client_gone(environ: dict) -> Callable[[], bool]:
+    """Whether the request's client has closed its connection: its socket reads as
+    end-of-file (gunicorn and werkzeug put the socket in the WSGI environ). Without a
+    socket, never: the next failed write ends the stream instead."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None or not hasattr(sock, "recv"):
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):  # reset, or already closed
+            return True
+
+    return gone
+
+
+def _order(event: Event) -> tuple:
+    return event.order
