@@ -65,12 +65,11 @@ class CountingRelay:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(
+        self.server = self.loop.run_until_complete(
             asyncio.start_server(self._serve, "127.0.0.1", self.port, backlog=512)
         )
         self.ready.set()
-        with server:
-            self.loop.run_forever()
+        self.loop.run_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -145,7 +144,8 @@ def execute(port: int) -> str:
             files={"file": ("photo.jpg", photo, "image/jpeg")},
             timeout=60,
         )
-    answer.raise_for_status()
+    if answer.status_code != 202:
+        raise RuntimeError(f"execute answered {answer.status_code}: {answer.text}")
     return answer.json()["job_id"]
 
 
