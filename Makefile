@@ -17,6 +17,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The Workflows page (web/): Debian's Chromium for its browser tests (never a downloaded
+# browser), the app's npm packages when the lock file is newer than node_modules, and its
+# build when a source is newer than web/dist.
+.PHONY: web-page
+install demo test test-fast: web-page
+web-page: /usr/bin/chromium web/dist/index.html
+
+/usr/bin/chromium:
+	apt-get update && apt-get install -y chromium
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: web/node_modules/.package-lock.json web/index.html web/vite.config.js $(shell find web/src -type f 2>/dev/null)
+	npm run build --prefix web
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py $(ARGS)
 

@@ -192,6 +192,7 @@ def main() -> int:
         bridge = BridgeServer(stack.graphql_url, bridge_port, home / "bridge.log")
         bridge.wait_ready()
         print(f"bridge API at {bridge.url} (AUTH_MODE=disabled: every request is local-dev)")
+        print(f"Workflows page at {bridge.url}/ (open it in a browser)")
         if not run_demo(stack, bridge, spec, args.source):
             return 1
         if args.exit:

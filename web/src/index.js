@@ -1,0 +1,20 @@
+// Everything an existing React app needs to embed the Workflows page or its parts.
+export { ApiError, createApiClient, isFileRefusal, parseRetryAfter } from './api/client.js';
+export { applyEvent, isTerminal, stepsOf, thumbnailOf, videoOf } from './jobState.js';
+export { useJobStream } from './hooks/useJobStream.js';
+export { useJobHistory } from './hooks/useJobHistory.js';
+export { useWorkflows } from './hooks/useWorkflows.js';
+export { useNow } from './hooks/useNow.js';
+export { useAuth } from './auth/useAuth.js';
+export { WorkflowSelector } from './components/WorkflowSelector.jsx';
+export { FileUploader } from './components/FileUploader.jsx';
+export { StepOptions } from './components/StepOptions.jsx';
+export { ExecuteButton } from './components/ExecuteButton.jsx';
+export { ProgressTracker } from './components/ProgressTracker.jsx';
+export { ResultDisplay } from './components/ResultDisplay.jsx';
+export { RetryButton } from './components/RetryButton.jsx';
+export { CancelButton } from './components/CancelButton.jsx';
+export { JobHistory } from './components/JobHistory.jsx';
+export { SignIn } from './components/SignIn.jsx';
+export { WorkflowsPage } from './pages/Workflows.jsx';
+export { App } from './App.jsx';
