@@ -69,6 +69,11 @@ describe('ExecuteButton', () => {
     expect(screen.getByRole('button', { name: 'Run workflow' }).disabled).toBe(false);
     expect(screen.queryByRole('status')).toBeNull();
   });
+
+  it('counts long waits in minutes', () => {
+    render(<ExecuteButton retryAt={NOW + 3600 * 1000} now={NOW} />);
+    expect(screen.getByRole('status').textContent).toContain('try again in 60 min');
+  });
 });
 
 describe('ProgressTracker', () => {

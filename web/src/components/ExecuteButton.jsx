@@ -1,3 +1,5 @@
+import { formatWait } from '../format.js';
+
 /** Starts the job; while rate limited (`retryAt`, ms) it is disabled and says when to retry. */
 export function ExecuteButton({ onExecute, disabled = false, busy = false, retryAt = null, now = Date.now() }) {
   const wait = retryAt ? Math.ceil((retryAt - now) / 1000) : 0;
@@ -9,7 +11,7 @@ export function ExecuteButton({ onExecute, disabled = false, busy = false, retry
       </button>
       {limited && (
         <p className="notice" role="status">
-          Too many requests. You can try again in {wait} s.
+          Too many requests. You can try again in {formatWait(wait)}.
         </p>
       )}
     </div>

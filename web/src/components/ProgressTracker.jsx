@@ -1,3 +1,4 @@
+import { formatWait } from '../format.js';
 import { stepsOf, thumbnailOf } from '../jobState.js';
 
 const STEP_LABELS = {
@@ -50,7 +51,7 @@ function StepDetail({ step, retryAt, now, mediaUrl }) {
       <>
         <p className="step-error">{step.error}</p>
         <p className="countdown">
-          {wait == null || wait === 0 ? 'Retrying now…' : `Next attempt in ${wait} s`}
+          {wait == null || wait === 0 ? 'Retrying now…' : `Next attempt in ${formatWait(wait)}`}
         </p>
       </>
     );

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useState } from 'react';
 import { isFileRefusal } from '../api/client.js';
+import { formatWait } from '../format.js';
 import { CancelButton } from '../components/CancelButton.jsx';
 import { ExecuteButton } from '../components/ExecuteButton.jsx';
 import { FileUploader } from '../components/FileUploader.jsx';
@@ -171,7 +172,7 @@ export function WorkflowsPage({ api, onUnauthorized = () => {}, streamOptions = 
             </div>
             {actionWait > 0 && (
               <p className="notice" role="status">
-                Too many requests. You can try again in {actionWait} s.
+                Too many requests. You can try again in {formatWait(actionWait)}.
               </p>
             )}
             {errors.action && (
