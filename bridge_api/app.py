@@ -40,6 +40,10 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
         "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
         "STREAM_ACTIVE_POLL_SECONDS": float(environ.get("STREAM_ACTIVE_POLL_SECONDS") or 0.25),
         "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),
+        # PostgreSQL storage: Dagster's run event notifications wake the stream feeds,
+        # which then poll only every STREAM_NOTIFIED_POLL_SECONDS besides.
+        "DAGSTER_PG_URL": environ.get("DAGSTER_PG_URL") or None,
+        "STREAM_NOTIFIED_POLL_SECONDS": float(environ.get("STREAM_NOTIFIED_POLL_SECONDS") or 2.0),
         # Open streams per process; past it a stream is refused with 503 and Retry-After.
         "MAX_STREAMS": int(environ.get("MAX_STREAMS") or 1000),
         "STREAM_RETRY_AFTER_SECONDS": int(environ.get("STREAM_RETRY_AFTER_SECONDS") or 5),

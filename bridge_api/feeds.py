@@ -26,10 +26,11 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bridge_api.run_events import RunEventListener
 from wf_core.job_state import ACTIVE
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# Woken by notifications, a feed still reads Dagster at most this often: a burst of a
+# run's events is read in one poll.
+NOTIFIED_SPACING_SECONDS = 0.25
 
 
 class StreamsFull(Exception):
@@ -67,6 +71,8 @@ class JobFeed:
         self.polls = 0
         self.changed = threading.Condition()
         self.stopped = threading.Event()
+        self.wake = threading.Event()  # a run of the job stored an event, or the feed stops
+        self.runs: frozenset[str] = frozenset()
 
     def start(self) -> None:
         """Poll in a thread of its own (a greenlet under gevent)."""
@@ -96,10 +102,11 @@ class JobFeed:
                     failures += 1
                     log.warning("stream poll of job %s failed (%s); again in %ss", self.job_id,
                                 type(exc).__name__, delay)  # fmt: skip
-                    self.stopped.wait(delay)
+                    self._sleep(delay)
                     continue
                 failures = 0
                 self.polls += 1
+                self.hub.track(self, {run.run_id for run in snapshot.runs})
                 new = sorted((e for e in collected if e.identity not in seen), key=_order)
                 seen.update(e.identity for e in new)
                 entries = [Entry(event=e) for e in new]
@@ -113,9 +120,22 @@ class JobFeed:
                     self.changed.notify_all()
                 if end:
                     return
-                # Poll fast while a run is queued or running, slowly while a retry waits.
+                # Poll fast while a run is queued or running, slowly while a retry waits;
+                # when Dagster's notifications arrive, at their call (and slowly besides).
                 busy = any(run.status in ACTIVE for run in snapshot.runs)
-                self.stopped.wait(active_poll if busy else idle)
+                if self.hub.notified():
+                    spacing = min(active_poll, NOTIFIED_SPACING_SECONDS)
+                    self._sleep(app.config["STREAM_NOTIFIED_POLL_SECONDS"], spacing)
+                else:
+                    self._sleep(active_poll if busy else idle)
+
+    def _sleep(self, seconds: float, spacing: float = 0.0) -> None:
+        """Until `seconds` pass or the feed is woken (never sooner than `spacing`: a burst
+        of events is read in one poll)."""
+        if spacing and self.stopped.wait(spacing):
+            return
+        self.wake.wait(max(0.0, seconds - spacing))
+        self.wake.clear()
 
     def read(self, position: int, timeout: float) -> tuple[list[Entry], bool]:
         """The entries from `position` on, waiting up to `timeout` for one; and whether
@@ -134,7 +154,9 @@ class StreamHub:
         self.max_streams = max_streams
         self.open_streams = 0
         self.feeds: dict[str, JobFeed] = {}
+        self.by_run: dict[str, JobFeed] = {}
         self.lock = threading.Lock()
+        self.listener: RunEventListener | None = None
 
     def acquire(self) -> Callable[[], None]:
         """Take a stream slot (StreamsFull past the cap); returns its release, idempotent."""
@@ -154,6 +176,7 @@ class StreamHub:
 
     def subscribe(self, spec: WorkflowSpec, job_id: str) -> JobFeed:
         """The job's feed, started if no one watches the job yet."""
+        self._listen()
         with self.lock:
             feed = self.feeds.get(job_id)
             if feed is None or feed.spec.id != spec.id:
@@ -168,14 +191,50 @@ class StreamHub:
             feed.watchers -= 1
             if feed.watchers <= 0:
                 feed.stopped.set()
-                if self.feeds.get(feed.job_id) is feed:
-                    del self.feeds[feed.job_id]
+                feed.wake.set()
+                self._drop(feed)
 
     def forget(self, feed: JobFeed) -> None:
         """A feed whose job ended: new watchers get a feed of their own."""
         with self.lock:
-            if self.feeds.get(feed.job_id) is feed:
-                del self.feeds[feed.job_id]
+            self._drop(feed)
+
+    def _drop(self, feed: JobFeed) -> None:
+        if self.feeds.get(feed.job_id) is feed:
+            del self.feeds[feed.job_id]
+        for run_id in feed.runs:
+            if self.by_run.get(run_id) is feed:
+                del self.by_run[run_id]
+
+    def track(self, feed: JobFeed, runs: set[str]) -> None:
+        """The runs a feed watches, to wake it on their events."""
+        with self.lock:
+            if self.feeds.get(feed.job_id) is not feed:
+                return
+            for run_id in runs - feed.runs:
+                self.by_run[run_id] = feed
+            feed.runs = frozenset(runs)
+
+    def wake(self, runs: Iterable[str]) -> None:
+        """Wake the feeds of these runs (Dagster stored events for them)."""
+        with self.lock:
+            feeds = {self.by_run[r] for r in runs if r in self.by_run}
+        for feed in feeds:
+            feed.wake.set()
+
+    def notified(self) -> bool:
+        """Whether Dagster's run event notifications are arriving now."""
+        return self.listener is not None and self.listener.connected.is_set()
+
+    def _listen(self) -> None:
+        """Start this process's listener on first use (after gunicorn's fork), when the
+        engine's storage is PostgreSQL."""
+        url = self.app.config.get("DAGSTER_PG_URL")
+        if not url or self.listener is not None:
+            return
+        with self.lock:
+            if self.listener is None:
+                self.listener = RunEventListener(url, self.wake).start()
 
     def stats(self) -> dict[str, Any]:
         """Open streams and feeds of this process."""

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
+import psycopg2
 import pytest
 from werkzeug.serving import make_server
 
 from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
+from tests.conftest import PG_SERVER_URL
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
 from wf_core.job_state import RunView
@@ -278,3 +280,41 @@ def test_a_watcher_that_disconnects_is_freed_at_its_next_heartbeat(tmp_path) -> 
             assert again.status_code == 200
     finally:
         server.shutdown()
+
+
+def test_dagsters_run_event_notifications_wake_the_feed(tmp_path) -> None:
+    """With PostgreSQL storage a feed reads Dagster when a run of its job stores an event
+    (dagster-postgres' `NOTIFY run_events`), not on a timer."""
+    app = create_app({"AUTH_MODE": "disabled", "MEDIA_DIR": str(tmp_path),
+                      "UPLOAD_DIR": str(tmp_path / "uploads"), "DAGSTER_PG_URL": PG_SERVER_URL,
+                      # Timers far beyond the test: only a notification makes a poll.
+                      "STREAM_POLL_SECONDS": 600.0, "STREAM_ACTIVE_POLL_SECONDS": 600.0,
+                      "STREAM_NOTIFIED_POLL_SECONDS": 600.0})  # fmt: skip
+    gateway = EndlessGateway(new_job_id())
+    app.extensions["dagster"] = gateway
+    hub = app.extensions["streams"]
+    spec = app.extensions["specs"].get(WORKFLOW)
+    feed = hub.subscribe(spec, gateway.job_id)
+    try:
+        _until(lambda: hub.notified() and feed.polls == 1 and "run-1" in hub.by_run)
+        conn = psycopg2.connect(PG_SERVER_URL)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("NOTIFY run_events, 'run-1_42'")
+        _until(lambda: feed.polls == 2)
+        with conn.cursor() as cur:
+            cur.execute("NOTIFY run_events, 'run-1_43'")
+        _until(lambda: feed.polls == 3)
+        conn.close()
+    finally:
+        hub.unsubscribe(feed)
+        hub.listener.stop()
+    assert hub.stats() == {"streams": 0, "feeds": 0} and not hub.by_run
+
+
+def _until(condition, limit: float = 30.0) -> None:
+    """Wait for `condition` (a bound on a hang, not a timing check)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.02)
