@@ -25,7 +25,7 @@ install demo test test-fast: web-page
 web-page: /usr/bin/chromium web/dist/index.html
 
 /usr/bin/chromium:
-	apt-get update && apt-get install -y chromium
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund

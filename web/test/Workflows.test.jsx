@@ -152,3 +152,24 @@ describe('App sign-in', () => {
     expect(screen.getByRole('alert').textContent).toContain('SUPABASE_ANON_KEY');
   });
 });
+
+describe('useJobHistory', () => {
+  it('shows each job once, across pages too', async () => {
+    const { renderHook } = await import('@testing-library/react');
+    const { useJobHistory } = await import('../src/hooks/useJobHistory.js');
+    const job = (id) => ({ job_id: id, workflow_id: 'img-edit-to-video', status: 'completed' });
+    const pages = [
+      { jobs: [job('c'), job('c'), job('b')], next_cursor: 'k' },
+      { jobs: [job('b'), job('a')], next_cursor: null },
+    ];
+    const api = { jobs: vi.fn(async () => pages.shift()) };
+    const { result } = renderHook(() => useJobHistory(api, { limit: 3 }));
+    await settle();
+    expect(result.current.jobs.map((j) => j.job_id)).toEqual(['c', 'b']);
+    expect(result.current.hasMore).toBe(true);
+    await act(async () => result.current.loadMore());
+    expect(result.current.jobs.map((j) => j.job_id)).toEqual(['c', 'b', 'a']);
+    expect(api.jobs).toHaveBeenLastCalledWith({ limit: 3, cursor: 'k' });
+    expect(result.current.hasMore).toBe(false);
+  });
+});

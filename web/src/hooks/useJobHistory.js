@@ -1,5 +1,11 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 
+/** Each job once, at its first (newest) place: a page may repeat a job (see the README). */
+function distinct(jobs) {
+  const seen = new Set();
+  return jobs.filter((job) => !seen.has(job.job_id) && seen.add(job.job_id));
+}
+
 /** The caller's jobs from `/workflows/jobs`, a page at a time: `{jobs, hasMore, loadMore, reload}`. */
 export function useJobHistory(api, { limit = 10, enabled = true } = {}) {
   const [state, setState] = useState({ jobs: [], cursor: null, loading: false, error: null });
@@ -13,7 +19,7 @@ export function useJobHistory(api, { limit = 10, enabled = true } = {}) {
         const page = await api.jobs({ limit, cursor });
         if (request !== latest.current) return;
         setState((old) => ({
-          jobs: cursor ? [...old.jobs, ...page.jobs] : page.jobs,
+          jobs: distinct(cursor ? [...old.jobs, ...page.jobs] : page.jobs),
           cursor: page.next_cursor || null,
           loading: false,
           error: null,

@@ -194,7 +194,7 @@ export function WorkflowsPage({ api, onUnauthorized = () => {}, streamOptions = 
 
       <div className="panel history-panel">
         <JobHistory
-          jobs={history.jobs}
+          jobs={history.jobs.map((past) => (job && past.job_id === job.job_id ? { ...past, status: job.status } : past))}
           workflows={workflows.workflows}
           onOpen={(past) => setJobId(past.job_id)}
           hasMore={history.hasMore}
