@@ -123,7 +123,11 @@ def resume_run(instance: dg.DagsterInstance, run_id: str) -> None:
             run_id=run_id,
         )
         return
-    rest = run._replace(asset_selection=frozenset(assets), execution_plan_snapshot_id=None)
+    rest = run._replace(
+        asset_selection=frozenset(assets),
+        step_keys_to_execute=left,
+        execution_plan_snapshot_id=None,
+    )
     for _ in execute_run_iterator(recon_job, rest, instance, resume_from_failure=True):
         pass
 

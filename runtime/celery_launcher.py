@@ -17,8 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import dagster as dg
+from dagster import _check as check
 from dagster._core.events import EngineEventData
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
+from dagster._grpc.types import ResumeRunArgs
+from dagster._serdes import pack_value
+from dagster_celery.config import TASK_RESUME_JOB_NAME
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_TASK_ID_TAG
 
@@ -83,6 +87,26 @@ class WorkflowCeleryRunLauncher(CeleryRunLauncher):
     def _ping_workers(self) -> list[str]:
         replies = self.celery.control.ping(timeout=PING_TIMEOUT_SECONDS) or []
         return [name for reply in replies for name in reply]
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        """Send our resume task (runtime.celery_app) by name.
+
+        dagster-celery 0.29.27's own resume signs its task with a keyword its task function
+        does not take (TypeError at send, and the run is failed instead of resumed).
+        """
+        run = context.dagster_run
+        args = ResumeRunArgs(
+            job_origin=check.not_none(run.job_code_origin),
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=True,
+        )
+        signature = self.celery.signature(
+            TASK_RESUME_JOB_NAME,
+            kwargs={"execute_job_args_packed": pack_value(args)},
+            immutable=True,
+        )
+        self._launch_celery_task_run(run, signature, TASK_RESUME_JOB_NAME)
 
     def _launch_celery_task_run(self, run: dg.DagsterRun, task_signature: Any, routing_key: str):
         try:
