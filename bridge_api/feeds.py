@@ -26,6 +26,7 @@ import select
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,42 @@ class JobFeed:
             return self.entries[position:], self.ended
 
 
+class JobOwners:
+    """Each job's owner and workflow, which never change: read from Dagster once per
+    process, however many watchers arrive at once (they wait for the one read)."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.known: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self.pending: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def get(self, job_id: str, load: Callable[[], tuple[str | None, str | None]]):
+        """(owner, workflow id) of the job; `load` reads them (and raises for no job,
+        which is not remembered)."""
+        while True:
+            with self.lock:
+                if job_id in self.known:
+                    self.known.move_to_end(job_id)
+                    return self.known[job_id]
+                waiting = self.pending.get(job_id)
+                if waiting is None:
+                    done = self.pending[job_id] = threading.Event()
+                    break
+            waiting.wait(30)  # another request reads it; then look again (or read it)
+        try:
+            found = load()
+            with self.lock:
+                self.known[job_id] = found
+                while len(self.known) > self.size:
+                    self.known.popitem(last=False)
+            return found
+        finally:
+            with self.lock:
+                del self.pending[job_id]
+            done.set()
+
+
 class StreamHub:
     """This process's feeds by job, and the count of its open streams."""
 
@@ -157,6 +194,7 @@ class StreamHub:
         self.by_run: dict[str, JobFeed] = {}
         self.lock = threading.Lock()
         self.listener: RunEventListener | None = None
+        self.owners = JobOwners()
 
     def acquire(self) -> Callable[[], None]:
         """Take a stream slot (StreamsFull past the cap); returns its release, idempotent."""
