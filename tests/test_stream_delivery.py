@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
-from tests.conftest import PG_SERVER_URL
+from tests.conftest import PG_SERVER_URL, SAMPLE_IMAGE
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
 from wf_core.job_state import RunView
@@ -244,13 +244,26 @@ def test_two_watchers_of_a_job_share_one_feed_and_get_the_same_sequence(app) -> 
 
 
 class EndlessGateway(LaggingGateway):
-    """A job that stays running."""
+    """A job that stays running; Dagster answers health checks and takes new jobs."""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id, [Poll("STARTED", [_start("upload", 1000)])])
+        self.launched: list[dict] = []
+
+    def reachable(self) -> bool:
+        return True
+
+    def add_partition(self, job_id: str) -> None:
+        pass
+
+    def launch(self, job_name: str, run_config: dict, tags: dict) -> str:
+        self.launched.append(tags)
+        return f"run-{len(self.launched) + 1}"
 
 
-def test_a_watcher_that_disconnects_is_freed_at_its_next_heartbeat(tmp_path) -> None:
+def test_the_cap_refuses_streams_only_and_a_gone_watcher_is_freed(tmp_path) -> None:
+    """At the cap a stream is refused with 503 while health and execute answer; a client
+    that goes away frees its slot at its next heartbeat."""
     app = create_app({"AUTH_MODE": "disabled", "MEDIA_DIR": str(tmp_path),
                       "UPLOAD_DIR": str(tmp_path / "uploads"), "MAX_STREAMS": 1,
                       "STREAM_HEARTBEAT_SECONDS": 0.2, "STREAM_POLL_SECONDS": 0.05})  # fmt: skip
@@ -271,6 +284,13 @@ def test_a_watcher_that_disconnects_is_freed_at_its_next_heartbeat(tmp_path) -> 
             assert refused.json()["error"]["code"] == "too_many_streams"
             assert int(refused.headers["Retry-After"]) > 0
             assert hub.stats()["streams"] == 1
+            # Everything else still answers.
+            base = f"http://127.0.0.1:{server.server_port}"
+            assert httpx.get(f"{base}/healthz", timeout=30).status_code == 200
+            with SAMPLE_IMAGE.open("rb") as photo:
+                executed = httpx.post(f"{base}/workflows/execute", data={"workflow_id": WORKFLOW},
+                                      files={"file": ("p.jpg", photo)}, timeout=30)  # fmt: skip
+            assert executed.status_code == 202 and len(gateway.launched) == 1
         # The client went away without a word: its slot and the job's feed are freed.
         deadline = time.monotonic() + 30
         while hub.stats() != {"streams": 0, "feeds": 0} and time.monotonic() < deadline:
