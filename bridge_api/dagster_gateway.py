@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ LOCATION = "workflows"
 REPOSITORY = "__repository__"
 JOBS_PARTITIONS = "jobs"
 log = logging.getLogger(__name__)
+# A job's cancel mark is looked for among its newest observations on that asset.
+MARK_LOOKUP_LIMIT = 5
 RUN_FIELDS = "runId status creationTime updateTime startTime endTime tags { key value }"
 
 
@@ -206,12 +208,25 @@ class DagsterGateway:
     def job_ids_for_user(
         self, user: str, limit: int, cursor: str | None
     ) -> tuple[list, str | None]:
-        """The user's jobs, newest first (their first runs), and the next cursor."""
-        tags = [{"key": t.USER, "value": user}, {"key": t.ATTEMPT, "value": "1"}]
-        data = self.query(USER_JOBS, {"tags": tags, "limit": limit + 1, "cursor": cursor})
-        runs = _runs(data["runsOrError"])
-        page = runs[:limit]
-        next_cursor = page[-1]["runId"] if len(runs) > limit else None
+        """The user's jobs, newest first (their first runs), and the next cursor.
+
+        The user's runs are read by their one `wf/user` tag and the first runs (attempt
+        1) kept here: with a second tag and a cursor, SQLite picks a plan quadratic in
+        the user's runs (58 s at 10,000 jobs). One request unless retries are dense:
+        each further chunk of runs is twice as large.
+        """
+        tags = [{"key": t.USER, "value": user}]
+        firsts: list[dict] = []
+        size, after = limit + 1 + (limit + 7) // 8, cursor
+        while len(firsts) <= limit:
+            data = self.query(USER_RUNS, {"tags": tags, "limit": size, "cursor": after})
+            runs = _runs(data["runsOrError"])
+            firsts.extend(r for r in runs if _tag(r, t.ATTEMPT) == "1")
+            if len(runs) < size:
+                break
+            size, after = size * 2, runs[-1]["runId"]
+        page = firsts[:limit]
+        next_cursor = page[-1]["runId"] if len(firsts) > limit else None
         return [(_tag(r, t.JOB_ID), _tag(r, t.WORKFLOW)) for r in page], next_cursor
 
     def snapshot(self, job_id: str, specs: Mapping[str, WorkflowSpec]) -> JobSnapshot:
@@ -225,33 +240,72 @@ class DagsterGateway:
         variables: dict[str, Any] = {"tags": [{"key": t.JOB_ID, "value": job_id}], "job": job_id}
         variables.update({f"m{i}": list(path) for i, path in enumerate(marks)})
         data = self.query(snapshot_document(len(marks)), variables)
-        runs, times, configs, found = [], {}, {}, []
-        for raw in _runs(data["runsOrError"]):
-            tags = {tag["key"]: tag["value"] for tag in raw["tags"]}
-            runs.append(RunView(raw["runId"], raw["status"], tags, raw["creationTime"]))
-            times[raw["runId"]] = {
-                "start": raw["startTime"],
-                "end": raw["endTime"],
-                "updated": raw["updateTime"],
-            }
-            if raw.get("runConfigYaml"):
-                configs[raw["runId"]] = yaml.safe_load(raw["runConfigYaml"]) or {}
-            for event in raw.get("assetMaterializations") or []:
-                if event.get("partition") == job_id:
-                    found.append(event)
-        snapshot = JobSnapshot(job_id, runs, {}, False, times, configs)
-        spec = specs.get(snapshot.workflow_id or "")
-        if spec is None:
-            return snapshot
-        mark = data.get(f"m{marks.index(tuple(_mark_path(spec)))}") or {}
-        snapshot.cancelled = _has_cancel_mark(mark)
-        steps = {(spec.id, step.name): step.name for step in spec.steps}
-        for event in sorted(found, key=lambda e: float(e["timestamp"])):
-            step = steps.get(tuple(event["assetKey"]["path"]))
-            checkpoint = _checkpoint_of(event)
-            if step and checkpoint is not None:
-                snapshot.checkpoints[step] = checkpoint
-        return snapshot
+        raw_runs = _runs(data["runsOrError"])
+        events = [
+            event
+            for raw in raw_runs
+            for event in raw.get("assetMaterializations") or []
+            if event.get("partition") == job_id
+        ]
+
+        def observations(path: list[str]) -> list[dict]:
+            asset = data.get(f"m{marks.index(tuple(path))}") or {}
+            return asset.get("assetObservations") or []
+
+        return _job_snapshot(job_id, raw_runs, events, observations, specs)
+
+    def page_snapshots(
+        self,
+        pairs: Sequence[tuple[str, str | None]],
+        specs: Mapping[str, WorkflowSpec],
+        configs: bool = False,
+    ) -> list[JobSnapshot]:
+        """Snapshots of many jobs (job id, workflow id) in one request, in their order.
+
+        Each job's runs by its tag (one aliased field per job); the checkpoints of all
+        of them from one lookup per step asset of their workflows, and the cancel marks
+        from one per workflow's first step: both filtered by partition, so the request
+        is one whatever the number of jobs. Each snapshot is what `snapshot` gives
+        (with `configs`, run configs included; the list does without them).
+        """
+        if not pairs:
+            return []
+        jobs = [job_id for job_id, _ in pairs]
+        names = dict.fromkeys(w for _, w in pairs if w is not None and w in specs)
+        wanted = [specs[w] for w in names]
+        steps = [[spec.id, step.name] for spec in wanted for step in spec.steps]
+        marks = [list(p) for p in dict.fromkeys(tuple(_mark_path(spec)) for spec in wanted)]
+        variables: dict[str, Any] = {"jobTag": t.JOB_ID, "jobs": jobs}
+        variables.update({f"j{i}": job_id for i, job_id in enumerate(jobs)})
+        variables.update({f"k{i}": path for i, path in enumerate(steps)})
+        variables.update({f"m{i}": path for i, path in enumerate(marks)})
+        document = snapshots_document(len(jobs), len(steps), len(marks), configs)
+        data = self.query(document, variables)
+        # As `snapshot` orders them (for equal timestamps): by run, each asset's oldest first.
+        by_run: dict[tuple[str, str | None], list[dict]] = {}
+        for i in range(len(steps)):
+            for event in reversed(_asset_events(data.get(f"k{i}"), "assetMaterializations")):
+                by_run.setdefault((event["runId"], event.get("partition")), []).append(event)
+        by_mark: dict[tuple[tuple[str, ...], str | None], list[dict]] = {}
+        for i, path in enumerate(marks):
+            for obs in _asset_events(data.get(f"m{i}"), "assetObservations"):
+                by_mark.setdefault((tuple(path), obs.get("partition")), []).append(obs)
+        fetched = {spec.id for spec in wanted}
+        found = []
+        for i, job_id in enumerate(jobs):
+            raw_runs = _runs(data[f"j{i}"])
+            workflow = _tag(raw_runs[0], t.WORKFLOW) if raw_runs else None
+            if workflow in specs and workflow not in fetched:
+                # Its runs name another workflow than its first run did: read it alone.
+                found.append(self.snapshot(job_id, specs))
+                continue
+            events = [e for raw in raw_runs for e in by_run.get((raw["runId"], job_id), [])]
+
+            def observations(path: list[str], job_id: str = job_id) -> list[dict]:
+                return by_mark.get((tuple(path), job_id), [])[:MARK_LOOKUP_LIMIT]
+
+            found.append(_job_snapshot(job_id, raw_runs, events, observations, specs))
+        return found
 
     def progress(self, run_id: str, after: str | None) -> tuple[list[dict], str | None]:
         """Step starts and `progress N% ...` log lines of a run since cursor `after`."""
@@ -294,6 +348,44 @@ def _has_cancel_mark(asset: dict) -> bool:
     return any(is_cancel_mark(o.get("description")) for o in asset.get("assetObservations") or [])
 
 
+def _asset_events(asset: dict | None, name: str) -> list[dict]:
+    return (asset or {}).get(name) or []
+
+
+def _job_snapshot(
+    job_id: str,
+    raw_runs: list[dict],
+    events: list[dict],
+    observations: Callable[[list[str]], list[dict]],
+    specs: Mapping[str, WorkflowSpec],
+) -> JobSnapshot:
+    """One job's snapshot from its runs (newest first), the materializations of its
+    partition in them (each run's oldest first) and its workflow's cancel-mark lookup."""
+    runs, times, configs = [], {}, {}
+    for raw in raw_runs:
+        tags = {tag["key"]: tag["value"] for tag in raw["tags"]}
+        runs.append(RunView(raw["runId"], raw["status"], tags, raw["creationTime"]))
+        times[raw["runId"]] = {
+            "start": raw["startTime"],
+            "end": raw["endTime"],
+            "updated": raw["updateTime"],
+        }
+        if raw.get("runConfigYaml"):
+            configs[raw["runId"]] = yaml.safe_load(raw["runConfigYaml"]) or {}
+    snapshot = JobSnapshot(job_id, runs, {}, False, times, configs)
+    spec = specs.get(snapshot.workflow_id or "")
+    if spec is None:
+        return snapshot
+    snapshot.cancelled = _has_cancel_mark({"assetObservations": observations(_mark_path(spec))})
+    steps = {(spec.id, step.name): step.name for step in spec.steps}
+    for event in sorted(events, key=lambda e: float(e["timestamp"])):
+        step = steps.get(tuple(event["assetKey"]["path"]))
+        checkpoint = _checkpoint_of(event)
+        if step and checkpoint is not None:
+            snapshot.checkpoints[step] = checkpoint
+    return snapshot
+
+
 @functools.lru_cache(maxsize=8)
 def snapshot_document(marks: int) -> str:
     """The job query, with one aliased cancel-mark lookup per workflow's first step."""
@@ -301,7 +393,8 @@ def snapshot_document(marks: int) -> str:
     lookups = "".join(
         f"""
   m{i}: assetOrError(assetKey: {{path: $m{i}}}) {{
-    ... on Asset {{ assetObservations(partitions: [$job], limit: 5) {{ description }} }}
+    ... on Asset {{ assetObservations(partitions: [$job], limit: {MARK_LOOKUP_LIMIT}) {{
+      description }} }}
   }}"""
         for i in range(marks)
     )
@@ -317,6 +410,47 @@ query Job($tags: [ExecutionTag!], $job: String!{params}) {{
       }}
     }} }}
   }}{lookups}
+}}"""
+
+
+@functools.lru_cache(maxsize=32)
+def snapshots_document(jobs: int, steps: int, marks: int, configs: bool = False) -> str:
+    """Many jobs' snapshots: each job's runs (aliased j0..), the materializations of
+    every step asset (k0..) and the observations of every cancel-mark asset (m0..) for
+    all the jobs' partitions."""
+    params = "".join(
+        [f", $j{i}: String!" for i in range(jobs)]
+        + [f", $k{i}: [String!]!" for i in range(steps)]
+        + [f", $m{i}: [String!]!" for i in range(marks)]
+    )
+    extra = " runConfigYaml" if configs else ""
+    runs = "".join(
+        f"""
+  j{i}: runsOrError(filter: {{tags: [{{key: $jobTag, value: $j{i}}}]}}) {{
+    __typename ... on PythonError {{ message }}
+    ... on Runs {{ results {{ {RUN_FIELDS}{extra} }} }}
+  }}"""
+        for i in range(jobs)
+    )
+    materializations = "".join(
+        f"""
+  k{i}: assetOrError(assetKey: {{path: $k{i}}}) {{
+    ... on Asset {{ assetMaterializations(partitions: $jobs) {{
+      runId assetKey {{ path }} partition timestamp
+      metadataEntries {{ label ... on JsonMetadataEntry {{ jsonString }} }}
+    }} }}
+  }}"""
+        for i in range(steps)
+    )
+    observations = "".join(
+        f"""
+  m{i}: assetOrError(assetKey: {{path: $m{i}}}) {{
+    ... on Asset {{ assetObservations(partitions: $jobs) {{ partition description }} }}
+  }}"""
+        for i in range(marks)
+    )
+    return f"""
+query Jobs($jobTag: String!, $jobs: [String!]!{params}) {{{runs}{materializations}{observations}
 }}"""
 
 
@@ -352,6 +486,13 @@ mutation Launch($executionParams: ExecutionParams!) {
 REPORT_OBSERVATION = """
 mutation Mark($params: ReportRunlessAssetEventsParams!) {
   reportRunlessAssetEvents(eventParams: $params) { __typename }
+}"""
+# The user's runs for the jobs list: what finds the first runs and their jobs.
+USER_RUNS = """
+query UserRuns($tags: [ExecutionTag!], $limit: Int, $cursor: String) {
+  runsOrError(filter: {tags: $tags}, limit: $limit, cursor: $cursor) {
+    __typename ... on Runs { results { runId tags { key value } } } ... on PythonError { message }
+  }
 }"""
 USER_JOBS = f"""
 query Jobs($tags: [ExecutionTag!], $limit: Int, $cursor: String) {{

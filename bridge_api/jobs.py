@@ -236,12 +236,11 @@ def list_jobs():
     cursor = request.args.get("cursor") or None
     pairs, next_cursor = gateway().job_ids_for_user(current_user(), limit, cursor)
     settings = current_app.extensions["retry_settings"]
-    page = []
-    for job_id, workflow_id in pairs:
-        spec = catalog().get(workflow_id)
-        if spec is None or job_id is None:
-            continue
-        page.append((spec, gateway().snapshot(job_id, catalog().all())))
+    specs = catalog().all()
+    listed = [(job_id, w) for job_id, w in pairs if job_id is not None and w in specs]
+    # The whole page's snapshots in one GraphQL request, whatever its length.
+    snapshots = gateway().page_snapshots(listed, specs)
+    page = [(specs[w], snap) for (_, w), snap in zip(listed, snapshots, strict=True)]
     # One store query for the page: the running jobs' predictions (their `updated_at`).
     running = [snap.job_id for spec, snap in page if job_state(spec, snap).status == "running"]
     rows = predictions_of(running) or {}
