@@ -1,4 +1,5 @@
-"""Bridge latency: `GET /workflows/execution/<id>` with 10k and 50k jobs, and execute -> complete.
+"""Bridge latency: `GET /workflows/execution/<id>` and `GET /workflows/jobs?limit=100` with
+10k and 50k jobs, and execute -> complete.
 
 1. A fresh instance (our dagster.yaml; SQLite, or PostgreSQL with --pg-url) is filled with
    finished jobs without executing anything: for each job its "jobs" partition, its run
@@ -14,8 +15,13 @@
    a warm-up, GET /workflows/execution/<id> is timed for random jobs: the first GET of a
    job (the bridge also looks up its workflow) and a repeat GET (the workflow is cached:
    one GraphQL request), then the bridge's GraphQL requests sent alone. Every answer's
-   status is checked against the job's kind. On PostgreSQL the scratch database is
-   ANALYZEd after each fill, as autovacuum would have done during gradual growth.
+   status is checked against the job's kind. Then `GET /workflows/jobs?limit=100`
+   (--list-samples pages, default 100): the first page one time in ten, else the page
+   after a random job's first run (the `next_cursor` the page before it answered); each
+   page is checked (jobs, order, statuses, next_cursor) and the bridge's GraphQL
+   requests for it counted (two: the page's first runs, then all its snapshots). On
+   PostgreSQL the scratch database is ANALYZEd after each fill, as autovacuum would have
+   done during gradual growth.
 3. On the last size: execute -> SSE `complete` through the bridge, against submit -> SUCCESS
    of the same job submitted directly (stack.launch_job + stack.wait_for_run), provider
    latency 0, jobs one at a time, in turn with a third way (bridge POST, then
@@ -23,8 +29,9 @@
    every 0.25 s while a run is active (--stream-poll, STREAM_ACTIVE_POLL_SECONDS, the default).
 
 Run: `.venv/bin/python bench/bridge_latency.py [--sizes 10000,50000] [--samples 300]
-[--jobs 10] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]`. Exits 1 when a
-target (p95 <= 50 ms, overhead <= 0.5 s) is missed or a GET answers a wrong status.
+[--list-samples 100] [--jobs 10] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]`.
+Exits 1 when a target (execution GET p95 <= 50 ms, jobs list p95 <= 100 ms, overhead
+<= 0.5 s) is missed or a GET answers a wrong status or page.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from werkzeug.serving import make_server
 # Not `from bridge_api import create_app`: an editable install made before bridge_api had
 # an __init__.py maps it as a namespace package when the repo root is not on sys.path.
 from bridge_api.app import create_app
-from bridge_api.dagster_gateway import snapshot_document
+from bridge_api.dagster_gateway import DagsterGateway, snapshot_document
 from runtime.instance import DEQUEUE_INTERVAL_SECONDS, MAX_CONCURRENT_RUNS, prepare_instance
 from runtime.stack import DagsterStack, free_port
 from wf_core import tags as t
@@ -76,6 +83,9 @@ JOB_INTERVAL_SECONDS = 30.0  # synthetic jobs were created this far apart, oldes
 STREAM_POLL_SECONDS = 0.25  # the bridge's default while a run is active
 WARMUP_JOBS = 50  # GETs (and GraphQL requests) before the timed ones, on other jobs
 P95_TARGET_MS = 50.0
+LIST_LIMIT = 100  # GET /workflows/jobs?limit=100
+LIST_P95_TARGET_MS = 100.0
+LIST_WARMUP = 5
 OVERHEAD_TARGET_S = 0.5
 # What the population holds, and the status the bridge must report for each kind.
 # The failed runs carry `wf/retry_state=done`, so that the live retry sensor leaves them
@@ -123,6 +133,7 @@ class Populator:
         self.spec = spec
         self.rng = random.Random(seed)
         self.jobs: dict[str, str] = {}  # job id -> kind
+        self.first_runs: dict[str, str] = {}  # job id -> its first run's id (a list cursor)
         self.run_config = build_run_config(spec, None, str(SAMPLE))
         self.last_event: dict[str, EventLogEntry] = {}
         # Dagster inspects the schema for this on every run it inserts: ask once.
@@ -162,6 +173,7 @@ class Populator:
             events.extend(job_events)
             job_ids.append(job_id)
             self.jobs[job_id] = kind
+            self.first_runs[job_id] = job_runs[0].run.run_id
         self.instance.add_dynamic_partitions(JOBS_PARTITIONS_NAME, job_ids)
         self._insert_runs(runs)
         self._insert_events(events)
@@ -402,9 +414,19 @@ def serve_bridge(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+class CountingGateway(DagsterGateway):
+    """The bridge's gateway, counting the GraphQL requests it sends."""
+
+    requests = 0
+
+    def query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.requests += 1
+        return super().query(document, variables)
+
+
 def bridge_app(stack: DagsterStack, media: Path, stream_poll: float):
     """The bridge against `stack`, auth disabled (every request is user local-dev)."""
-    return create_app(
+    app = create_app(
         {
             "DAGSTER_GRAPHQL_URL": stack.graphql_url,
             "AUTH_MODE": "disabled",
@@ -414,6 +436,8 @@ def bridge_app(stack: DagsterStack, media: Path, stream_poll: float):
             "RATELIMIT_EXECUTE": "10000 per minute",
         }
     )
+    app.extensions["dagster"] = CountingGateway(stack.graphql_url)
+    return app
 
 
 def timed(fn, *args) -> tuple[float, Any]:
@@ -520,6 +544,87 @@ def report_gets(size: int, timings: GetTimings) -> None:
         )
     else:
         print(f"  every GET answered 200 with the job's expected status ({len(timings.first) * 2})")
+
+
+@dataclass
+class ListTimings:
+    """GET /workflows/jobs?limit=100: milliseconds, GraphQL requests per page, mismatches."""
+
+    ms: list[float]
+    requests: list[int]
+    mismatches: list[str]
+
+
+def measure_list(base: str, app, populator: Populator, samples: int, seed: int) -> ListTimings:
+    """Time `samples` pages of 100 jobs: the first page, and pages after random cursors.
+
+    A cursor is a job's first run (what `next_cursor` holds); the page after it holds the
+    next older jobs. Every page is checked: 100 jobs (fewer only at the end), newest
+    first, each with the status its kind must show, and the cursor of the next page.
+    """
+    rng = random.Random(seed)
+    jobs = list(populator.jobs)  # oldest first, as their first runs were written
+    newest_first = jobs[::-1]
+    position = {job_id: i for i, job_id in enumerate(newest_first)}
+    gateway: CountingGateway = app.extensions["dagster"]
+    timings = ListTimings([], [], [])
+    # Cursors spread over the whole history; one sample in ten is the first page.
+    picks: list[str | None] = [
+        None if rng.random() < 0.1 else rng.choice(jobs) for _ in range(samples + LIST_WARMUP)
+    ]
+    with httpx.Client(base_url=base, timeout=120) as http:
+        for number, after in enumerate(picks):
+            query = f"/workflows/jobs?limit={LIST_LIMIT}"
+            if after is not None:
+                query += f"&cursor={populator.first_runs[after]}"
+            sent = gateway.requests
+            ms, response = timed(http.get, query)
+            if number < LIST_WARMUP:
+                continue
+            timings.ms.append(ms)
+            timings.requests.append(gateway.requests - sent)
+            start = 0 if after is None else position[after] + 1
+            expected = newest_first[start : start + LIST_LIMIT]
+            problem = _list_problem(response, expected, populator, start)
+            if problem:
+                timings.mismatches.append(f"cursor after {after}: {problem}")
+    return timings
+
+
+def _list_problem(
+    response: httpx.Response, expected: list[str], populator: Populator, start: int
+) -> str | None:
+    """What is wrong with one page's answer, or None."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code} {response.text[:200]}"
+    body = response.json()
+    got = [job["job_id"] for job in body["jobs"]]
+    if got != expected:
+        return f"{len(got)} jobs, not the {len(expected)} expected"
+    for job in body["jobs"]:
+        if job["status"] != EXPECTED_STATUS[populator.jobs[job["job_id"]]]:
+            return f"{job['job_id']} ({populator.jobs[job['job_id']]}): {job['status']}"
+    more = start + LIST_LIMIT < len(populator.jobs)
+    cursor = populator.first_runs[expected[-1]] if more and expected else None
+    if body["next_cursor"] != cursor:
+        return f"next_cursor {body['next_cursor']}, not {cursor}"
+    return None
+
+
+def report_list(size: int, timings: ListTimings) -> None:
+    """Print one size's jobs-list figures."""
+    print(
+        f"  GET /workflows/jobs?limit={LIST_LIMIT}, {len(timings.ms)} pages "
+        f"(first page and random cursors)      {stats_ms(timings.ms)}"
+    )
+    counts = sorted(set(timings.requests))
+    print(f"    GraphQL requests per page: {', '.join(str(c) for c in counts)}")
+    if timings.mismatches:
+        print(
+            f"    WRONG PAGE for {len(timings.mismatches)} requests, e.g. {timings.mismatches[0]}"
+        )
+    else:
+        print("    every page answered 200 with the expected jobs, statuses and next_cursor")
 
 
 # ---------------------------------------------------------------- end to end
@@ -714,6 +819,9 @@ def main() -> int:
         "--sizes", default="10000,50000", help="job counts, ascending (10000,50000)"
     )
     parser.add_argument("--samples", type=int, default=300, help="timed jobs per size (300)")
+    parser.add_argument(
+        "--list-samples", type=int, default=100, help="timed jobs-list pages per size (100)"
+    )
     parser.add_argument("--jobs", type=int, default=10, help="end-to-end jobs each way (10)")
     parser.add_argument(
         "--pg-url",
@@ -740,6 +848,7 @@ def main() -> int:
         parser.error("--sizes must be ascending: the instance only grows")
     spec = load_specs()[WORKFLOW_ID]
     results: list[tuple[int, GetTimings]] = []
+    lists: list[tuple[int, ListTimings]] = []
     overhead = None
     with (
         tempfile.TemporaryDirectory(prefix="wf-bridge-bench-") as tmp,
@@ -777,12 +886,18 @@ def main() -> int:
                         f"max {MAX_CONCURRENT_RUNS} concurrent runs)"
                     )
                     time.sleep(args.settle)
-                    with serve_bridge(bridge_app(stack, media, args.stream_poll)) as base:
+                    app = bridge_app(stack, media, args.stream_poll)
+                    with serve_bridge(app) as base:
                         timings = measure_gets(
                             base, stack, spec, populator.jobs, args.samples, args.seed + number
                         )
                         report_gets(size, timings)
+                        listing = measure_list(
+                            base, app, populator, args.list_samples, args.seed + number
+                        )
+                        report_list(size, listing)
                         results.append((size, timings))
+                        lists.append((size, listing))
                         if number == len(sizes) - 1 and args.jobs > 0:
                             overhead = measure_e2e(
                                 base, stack, spec, args.jobs, args.seed, args.stream_poll
@@ -797,6 +912,16 @@ def main() -> int:
         print(
             f"  {size:>7,} jobs: p95 repeat {p95:.1f} ms, first {p95_first:.1f} ms "
             f"(target <= {P95_TARGET_MS:.0f} ms): {verdict}"
+        )
+    for size, listing in lists:
+        p95 = percentile(listing.ms, 95)
+        verdict = "ok" if p95 <= LIST_P95_TARGET_MS else "MISSED"
+        ok = ok and verdict == "ok" and not listing.mismatches
+        print(
+            f"  {size:>7,} jobs: GET /workflows/jobs?limit={LIST_LIMIT} p50 "
+            f"{percentile(listing.ms, 50):.1f} ms, p95 {p95:.1f} ms, "
+            f"{max(listing.requests)} GraphQL requests per page at most "
+            f"(target p95 <= {LIST_P95_TARGET_MS:.0f} ms): {verdict}"
         )
     if len(results) > 1:
         (small, a), (large, b) = results[0], results[-1]
