@@ -84,6 +84,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["streams"] = StreamHub(app, app.config["MAX_STREAMS"])
     for blueprint in (workflows.bp, jobs.bp, stream.bp, hooks.bp, meta.bp):
         app.register_blueprint(blueprint)
+    from bridge_api import credits  # GET /credits, POST /admin/credits/grant (issue 15)
+
+    app.register_blueprint(credits.bp)
     init_page(app)  # the Workflows page at `/`, in front of the API's routes
     return app
 

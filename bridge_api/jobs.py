@@ -9,10 +9,13 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 
 from bridge_api.auth import current_user, require_user
+from bridge_api.callbacks import forget_job, requested_callback, watch_job
 from bridge_api.catalog import SpecCatalog
+from bridge_api.credits import reserve_for_job, reserve_for_retry, settle_job
 from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.errors import ApiError
 from bridge_api.execution_view import execution_view, job_state
+from bridge_api.idempotency import idempotent
 from bridge_api.limits import execute_limit, limiter, retry_limit, user_key
 from bridge_api.predictions import prediction_store, predictions_of
 from bridge_api.uploads import inspect_upload
@@ -83,7 +86,12 @@ def _store_input(job_id: str, data: bytes, fmt: str) -> Path | str:
 @require_user
 @limiter.limit(execute_limit, key_func=user_key)
 def execute():
-    """Check the request and the file, then add the partition and submit the run."""
+    """Check the request and the file, then add the partition and submit the run
+    (once per Idempotency-Key: a repeat answers the first response again)."""
+    return idempotent(_start_job)
+
+
+def _start_job() -> tuple[dict, int]:
     workflow_id = request.form.get("workflow_id")
     if not workflow_id:
         raise ApiError(400, "missing_field", "workflow_id is required")
@@ -99,8 +107,16 @@ def execute():
     checked = inspect_upload(upload.stream, upload.filename, current_app.config["MAX_UPLOAD_BYTES"])
     if checked.kind != "image":
         raise ApiError(415, "unsupported_type", f"{spec.name} takes an image, not a {checked.kind}")
+    callback_url = requested_callback()
     job_id = new_job_id()
-    path = _store_input(job_id, checked.data, checked.format)
+    reserve_for_job(spec, job_id)  # 402 here holds nothing
+    try:
+        watch_job(spec, job_id, callback_url)
+        path = _store_input(job_id, checked.data, checked.format)
+    except Exception:
+        settle_job(job_id, (), "not_started")
+        forget_job(job_id, callback_url)
+        raise
     try:
         gateway().add_partition(job_id)
         try:
@@ -118,6 +134,8 @@ def execute():
             UploadStore("", engine=prediction_store().engine).delete(job_id)
         else:
             shutil.rmtree(path.parent, ignore_errors=True)
+        settle_job(job_id, (), "not_started")
+        forget_job(job_id, callback_url)
         raise
     body = {
         "job_id": job_id,
@@ -125,7 +143,7 @@ def execute():
         "status": "running",
         "stream_url": f"/jobs/{job_id}/stream",
     }
-    return jsonify(body), 202
+    return body, 202
 
 
 def _forget_partition(job_id: str) -> None:
@@ -160,6 +178,7 @@ def retry(job_id: str):
         plan = plan_manual_retry(spec, state, parent_config)
     except JobStateError as exc:
         raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
+    reserve_for_retry(job_id, state.completed)  # only if its hold was released: 402 or held
     run_id = gateway().launch(
         plan.job_name,
         plan.run_config,
@@ -204,6 +223,7 @@ def cancel(job_id: str):
     _terminate_active(snapshot.runs)
     # Once more for a run launched while the mark was being written.
     _terminate_active(gateway().snapshot(job_id, catalog().all()).runs)
+    settle_job(job_id, state.completed, "cancelled")  # completed steps paid, the rest back
     return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
 
 

@@ -13,6 +13,7 @@ ERROR_STATUSES: dict[int, tuple[str, dict[str, str]]] = {
     400: ("Bad request: a missing field, bad JSON, an undecodable file or a bad limit", {}),
     401: ("No token, or an invalid or expired one", {"WWW-Authenticate": "Bearer challenge"}),
     404: ("Unknown, or not the caller's", {}),
+    402: ("Credits are on and the balance cannot cover the workflow's credits_cost", {}),
     409: ("The job is in the wrong state for this (e.g. retrying a running job)", {}),
     413: ("The file, or its pixel count, is too large", {}),
     415: ("The file is not a type this workflow takes", {}),
@@ -84,6 +85,42 @@ def param(name: str, where: str, schema: dict, description: str) -> dict:
 
 
 JOB_ID = param("job_id", "path", string("uuid"), "The job id (a UUIDv7) from execute")
+IDEMPOTENCY_KEY = param(
+    "Idempotency-Key",
+    "header",
+    string(minLength=1, maxLength=255),
+    "The same key from the same user within 24 h answers the first response again",
+)
+
+
+def credit_paths() -> dict[str, dict[str, Operation]]:
+    """GET /credits and POST /admin/credits/grant (issue 15)."""
+    grant_body = {"required": True, "content": json_content(ref("CreditGrant"))}
+    return {
+        "/credits": {
+            "get": operation(
+                "getCredits",
+                "The caller's balance, reserved credits and ledger, newest first",
+                "credits",
+                {200: ok("The account", "CreditAccount")},
+                (400,),
+                parameters=[
+                    param("limit", "query", integer(1, maximum=200, default=50), "Page size"),
+                    param("cursor", "query", string(), "`next_cursor` of the previous page"),
+                ],
+            )
+        },
+        "/admin/credits/grant": {
+            "post": operation(
+                "grantCredits",
+                "Add credits to a user's balance (admins only: anyone else gets 404)",
+                "credits",
+                {200: ok("Granted (0 if the reference was granted before)", "CreditGrantResult")},
+                (400, 404, 422),
+                requestBody=grant_body,
+            )
+        },
+    }
 
 
 def replicate_hook() -> Operation:
@@ -145,7 +182,8 @@ def paths() -> dict[str, dict[str, Operation]]:
                 "Check the file and options, then start a job",
                 "jobs",
                 {202: ok("The job started", "ExecuteAccepted")},
-                (400, 404, 413, 415, 422, 429, *ORCHESTRATOR),
+                (400, 402, 404, 409, 413, 415, 422, 429, *ORCHESTRATOR),
+                parameters=[IDEMPOTENCY_KEY],
                 requestBody=execute_body,
             )
         },
@@ -165,7 +203,7 @@ def paths() -> dict[str, dict[str, Operation]]:
                 "Resume from the first step without a completed checkpoint",
                 "jobs",
                 {202: ok("The retry run started", "RetryAccepted")},
-                (404, 409, 429, *ORCHESTRATOR),
+                (402, 404, 409, 429, *ORCHESTRATOR),
                 parameters=[JOB_ID],
             )
         },
@@ -208,6 +246,7 @@ def paths() -> dict[str, dict[str, Operation]]:
             )
         },
         "/hooks/replicate": {"post": replicate_hook()},
+        **credit_paths(),
         "/healthz": {
             "get": operation(
                 "healthz",
@@ -250,7 +289,7 @@ def openapi_document() -> dict:
             "description": "The bridge API of API.md: errors are always "
             '`{"error": {"code", "message"}}` JSON.',
         },
-        "tags": [{"name": name} for name in ("workflows", "jobs", "hooks", "meta")],
+        "tags": [{"name": name} for name in ("workflows", "jobs", "hooks", "meta", "credits")],
         "paths": paths(),
         "security": [{"bearerAuth": []}],
         "components": {

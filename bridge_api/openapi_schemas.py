@@ -146,6 +146,11 @@ SCHEMAS: dict[str, Schema] = {
                 description='A JSON string: {"models": {"<step>": "<model id>"}, '
                 '"prompts": {"<step>": "<text>"}}',
             ),
+            "callback_url": string(
+                "uri",
+                description="https URL (http only to loopback in development) that receives "
+                "the job's completed, failed and cancelled events as signed webhooks",
+            ),
         },
         required=["workflow_id", "file"],
     ),
@@ -185,6 +190,38 @@ SCHEMAS: dict[str, Schema] = {
         {"id": string(minLength=1), "status": string(minLength=1)},
         additionalProperties=True,
         description="Replicate's prediction object, as its webhooks send it.",
+    ),
+    # Credits (issue 15): GET /credits and POST /admin/credits/grant.
+    "CreditEntry": obj(
+        {
+            "job_id": nullable(string(description="null for a grant")),
+            "step": nullable(string(description="The step captured, or the hold (#1, #2)")),
+            "kind": string(enum=["reserve", "capture", "release", "grant"]),
+            "amount": integer(1),
+            "reason": nullable(string()),
+            "at": string("date-time"),
+        }
+    ),
+    "CreditAccount": obj(
+        {
+            "balance": integer(0, description="What may be spent now (holds excluded)"),
+            "reserved": integer(0, description="Held for jobs in flight"),
+            "credits_enabled": {"type": "boolean"},
+            "entries": {"type": "array", "items": ref("CreditEntry")},
+            "next_cursor": nullable(string()),
+        }
+    ),
+    "CreditGrant": obj(
+        {
+            "user_id": string(minLength=1, maxLength=200),
+            "amount": integer(1, maximum=1_000_000_000),
+            "reason": string(),
+            "reference": string(minLength=1, description="A grant with one reference counts once"),
+        },
+        required=["user_id", "amount"],
+    ),
+    "CreditGrantResult": obj(
+        {"user_id": string(), "granted": integer(0), "balance": integer(0), "reserved": integer(0)}
     ),
     "Health": obj(
         {
