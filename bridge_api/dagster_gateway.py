@@ -20,7 +20,7 @@ import yaml
 
 from bridge_api.errors import ApiError
 from wf_core import tags as t
-from wf_core.job_state import RunView
+from wf_core.job_state import RunView, derive_job_state
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import cancel_mark_path, is_cancel_mark
 
@@ -28,6 +28,8 @@ LOCATION = "workflows"
 REPOSITORY = "__repository__"
 JOBS_PARTITIONS = "jobs"
 log = logging.getLogger(__name__)
+# A job in these states gets no new run: nothing retries, resumes or continues it.
+FINAL_STATUSES = ("completed", "cancelled")
 # A job's cancel mark is looked for among its newest observations on that asset.
 MARK_LOOKUP_LIMIT = 5
 RUN_FIELDS = "runId status creationTime updateTime startTime endTime tags { key value }"
@@ -54,6 +56,27 @@ class JobSnapshot:
     def workflow_id(self) -> str | None:
         """The workflow the job runs."""
         return self.runs[0].tags.get(t.WORKFLOW) if self.runs else None
+
+
+@dataclass
+class PageLookups:
+    """A page's checkpoints (by run and partition) and cancel-mark observations (by
+    asset and partition, newest first), read once for all its jobs."""
+
+    workflows: set[str]
+    events: dict[tuple[str, str | None], list[dict]] = field(default_factory=dict)
+    marks: dict[tuple[tuple[str, ...], str | None], list[dict]] = field(default_factory=dict)
+
+    def snapshot(
+        self, job_id: str, raw_runs: list[dict], specs: Mapping[str, WorkflowSpec]
+    ) -> JobSnapshot:
+        """The job's snapshot from its runs (newest first) and these lookups."""
+        events = [e for raw in raw_runs for e in self.events.get((raw["runId"], job_id), [])]
+
+        def observations(path: list[str]) -> list[dict]:
+            return self.marks.get((tuple(path), job_id), [])[:MARK_LOOKUP_LIMIT]
+
+        return _job_snapshot(job_id, raw_runs, events, observations, specs)
 
 
 class DagsterGateway:
@@ -205,29 +228,52 @@ class DagsterGateway:
             },
         )
 
-    def job_ids_for_user(
-        self, user: str, limit: int, cursor: str | None
-    ) -> tuple[list, str | None]:
-        """The user's jobs, newest first (their first runs), and the next cursor.
+    def jobs_page(
+        self, user: str, limit: int, cursor: str | None, specs: Mapping[str, WorkflowSpec]
+    ) -> tuple[list[JobSnapshot], str | None]:
+        """The user's jobs, newest first (by first run), a page at a time, with snapshots.
 
-        The user's runs are read by their one `wf/user` tag and the first runs (attempt
-        1) kept here: with a second tag and a cursor, SQLite picks a plan quadratic in
-        the user's runs (58 s at 10,000 jobs). One request unless retries are dense:
-        each further chunk of runs is twice as large.
+        Two or three requests whatever the page's length: the user's runs down to the
+        page's oldest first run (they hold every run of the page's jobs made before the
+        cursor's), then every checkpoint and cancel mark of the page at once; after a
+        cursor, a third for the runs of the jobs not yet completed or cancelled, which
+        may have runs newer than the cursor. Jobs of unknown workflows are left out.
+        """
+        firsts, window = self._user_runs(user, limit, cursor)
+        page = firsts[:limit]
+        next_cursor = page[-1]["runId"] if len(firsts) > limit else None
+        pairs = [(_tag(r, t.JOB_ID), _tag(r, t.WORKFLOW)) for r in page]
+        listed = [(j, w) for j, w in pairs if j is not None and w is not None and w in specs]
+        known: dict[str, list[dict]] = {job_id: [] for job_id, _ in listed}
+        for raw in window:
+            runs = known.get(_tag(raw, t.JOB_ID) or "")
+            if runs is not None:
+                runs.append(raw)
+        snapshots = self.page_snapshots(listed, specs, known=known, newest=cursor is None)
+        return snapshots, next_cursor
+
+    def _user_runs(self, user: str, limit: int, cursor: str | None) -> tuple[list, list]:
+        """The user's first runs after `cursor` (up to limit + 1), and every run of theirs
+        from the cursor down to the last of those, newest first.
+
+        The runs are read by their one `wf/user` tag and the first runs (attempt 1) kept
+        here: with a second tag and a cursor, SQLite picks a plan quadratic in the user's
+        runs (58 s at 10,000 jobs). One request unless retries are dense: each further
+        chunk of runs is twice as large.
         """
         tags = [{"key": t.USER, "value": user}]
         firsts: list[dict] = []
+        window: list[dict] = []
         size, after = limit + 1 + (limit + 7) // 8, cursor
         while len(firsts) <= limit:
-            data = self.query(USER_RUNS, {"tags": tags, "limit": size, "cursor": after})
+            data = self.query(USER_JOBS, {"tags": tags, "limit": size, "cursor": after})
             runs = _runs(data["runsOrError"])
+            window.extend(runs)
             firsts.extend(r for r in runs if _tag(r, t.ATTEMPT) == "1")
             if len(runs) < size:
                 break
             size, after = size * 2, runs[-1]["runId"]
-        page = firsts[:limit]
-        next_cursor = page[-1]["runId"] if len(firsts) > limit else None
-        return [(_tag(r, t.JOB_ID), _tag(r, t.WORKFLOW)) for r in page], next_cursor
+        return firsts, window
 
     def snapshot(self, job_id: str, specs: Mapping[str, WorkflowSpec]) -> JobSnapshot:
         """The job's runs, checkpoints and cancel mark, in one round trip.
@@ -259,6 +305,8 @@ class DagsterGateway:
         pairs: Sequence[tuple[str, str | None]],
         specs: Mapping[str, WorkflowSpec],
         configs: bool = False,
+        known: Mapping[str, list[dict]] | None = None,
+        newest: bool = False,
     ) -> list[JobSnapshot]:
         """Snapshots of many jobs (job id, workflow id) in one request, in their order.
 
@@ -267,45 +315,81 @@ class DagsterGateway:
         from one per workflow's first step: both filtered by partition, so the request
         is one whatever the number of jobs. Each snapshot is what `snapshot` gives
         (with `configs`, run configs included; the list does without them).
+
+        With `known` (each job's runs already read, newest first), runs are not asked
+        for again: when they are the newest (`newest`) they are all there are; else a
+        second request reads the runs of the jobs not yet final (completed or
+        cancelled), the only ones that may have runs made since.
         """
         if not pairs:
             return []
-        jobs = [job_id for job_id, _ in pairs]
+        if known is not None:
+            return self._known_snapshots(pairs, specs, known, newest)
+        data, lookups = self._page_query(pairs, specs, jobs=True, configs=configs)
+        found = []
+        for i, (job_id, _) in enumerate(pairs):
+            raw_runs = _runs(data[f"j{i}"])
+            workflow = _tag(raw_runs[0], t.WORKFLOW) if raw_runs else None
+            if workflow in specs and workflow not in lookups.workflows:
+                # Its runs name another workflow than its first run did: read it alone.
+                found.append(self.snapshot(job_id, specs))
+                continue
+            found.append(lookups.snapshot(job_id, raw_runs, specs))
+        return found
+
+    def _known_snapshots(
+        self,
+        pairs: Sequence[tuple[str, str | None]],
+        specs: Mapping[str, WorkflowSpec],
+        known: Mapping[str, list[dict]],
+        newest: bool,
+    ) -> list[JobSnapshot]:
+        _, lookups = self._page_query(pairs, specs, jobs=False)
+        found = [lookups.snapshot(job_id, known[job_id], specs) for job_id, _ in pairs]
+        if newest:
+            return found
+        open_jobs = [i for i, snap in enumerate(found) if _may_have_newer_runs(snap, specs)]
+        if open_jobs:
+            document = snapshots_document(len(open_jobs), 0, 0)
+            variables: dict[str, Any] = {"jobTag": t.JOB_ID}
+            variables.update({f"j{n}": found[i].job_id for n, i in enumerate(open_jobs)})
+            data = self.query(document, variables)
+            for n, i in enumerate(open_jobs):
+                found[i] = lookups.snapshot(found[i].job_id, _runs(data[f"j{n}"]), specs)
+        return found
+
+    def _page_query(
+        self,
+        pairs: Sequence[tuple[str, str | None]],
+        specs: Mapping[str, WorkflowSpec],
+        jobs: bool,
+        configs: bool = False,
+    ) -> tuple[dict[str, Any], PageLookups]:
+        """One request: the checkpoints and cancel marks of all `pairs` (and, with
+        `jobs`, each job's runs)."""
+        job_ids = [job_id for job_id, _ in pairs]
         names = dict.fromkeys(w for _, w in pairs if w is not None and w in specs)
         wanted = [specs[w] for w in names]
         steps = [[spec.id, step.name] for spec in wanted for step in spec.steps]
         marks = [list(p) for p in dict.fromkeys(tuple(_mark_path(spec)) for spec in wanted)]
-        variables: dict[str, Any] = {"jobTag": t.JOB_ID, "jobs": jobs}
-        variables.update({f"j{i}": job_id for i, job_id in enumerate(jobs)})
+        variables: dict[str, Any] = {"jobs": job_ids} if steps or marks else {}
+        if jobs:
+            variables["jobTag"] = t.JOB_ID
+            variables.update({f"j{i}": job_id for i, job_id in enumerate(job_ids)})
         variables.update({f"k{i}": path for i, path in enumerate(steps)})
         variables.update({f"m{i}": path for i, path in enumerate(marks)})
-        document = snapshots_document(len(jobs), len(steps), len(marks), configs)
-        data = self.query(document, variables)
+        count = len(job_ids) if jobs else 0
+        data = self.query(snapshots_document(count, len(steps), len(marks), configs), variables)
+        lookups = PageLookups(set(names))
         # As `snapshot` orders them (for equal timestamps): by run, each asset's oldest first.
-        by_run: dict[tuple[str, str | None], list[dict]] = {}
         for i in range(len(steps)):
             for event in reversed(_asset_events(data.get(f"k{i}"), "assetMaterializations")):
-                by_run.setdefault((event["runId"], event.get("partition")), []).append(event)
-        by_mark: dict[tuple[tuple[str, ...], str | None], list[dict]] = {}
+                key = (event["runId"], event.get("partition"))
+                lookups.events.setdefault(key, []).append(event)
         for i, path in enumerate(marks):
             for obs in _asset_events(data.get(f"m{i}"), "assetObservations"):
-                by_mark.setdefault((tuple(path), obs.get("partition")), []).append(obs)
-        fetched = {spec.id for spec in wanted}
-        found = []
-        for i, job_id in enumerate(jobs):
-            raw_runs = _runs(data[f"j{i}"])
-            workflow = _tag(raw_runs[0], t.WORKFLOW) if raw_runs else None
-            if workflow in specs and workflow not in fetched:
-                # Its runs name another workflow than its first run did: read it alone.
-                found.append(self.snapshot(job_id, specs))
-                continue
-            events = [e for raw in raw_runs for e in by_run.get((raw["runId"], job_id), [])]
-
-            def observations(path: list[str], job_id: str = job_id) -> list[dict]:
-                return by_mark.get((tuple(path), job_id), [])[:MARK_LOOKUP_LIMIT]
-
-            found.append(_job_snapshot(job_id, raw_runs, events, observations, specs))
-        return found
+                lookups.marks.setdefault((tuple(path), obs.get("partition")), []).append(obs)
+        return data, lookups
 
     def progress(self, run_id: str, after: str | None) -> tuple[list[dict], str | None]:
         """Step starts and `progress N% ...` log lines of a run since cursor `after`."""
@@ -419,7 +503,9 @@ def snapshots_document(jobs: int, steps: int, marks: int, configs: bool = False)
     every step asset (k0..) and the observations of every cancel-mark asset (m0..) for
     all the jobs' partitions."""
     params = "".join(
-        [f", $j{i}: String!" for i in range(jobs)]
+        ([", $jobTag: String!"] if jobs else [])
+        + ([", $jobs: [String!]!"] if steps or marks else [])
+        + [f", $j{i}: String!" for i in range(jobs)]
         + [f", $k{i}: [String!]!" for i in range(steps)]
         + [f", $m{i}: [String!]!" for i in range(marks)]
     )
@@ -450,8 +536,19 @@ def snapshots_document(jobs: int, steps: int, marks: int, configs: bool = False)
         for i in range(marks)
     )
     return f"""
-query Jobs($jobTag: String!, $jobs: [String!]!{params}) {{{runs}{materializations}{observations}
+query Jobs{f"({params[2:]})" if params else ""} {{{runs}{materializations}{observations}
 }}"""
+
+
+def _may_have_newer_runs(snapshot: JobSnapshot, specs: Mapping[str, WorkflowSpec]) -> bool:
+    """Whether a job may have runs newer than those read: only a completed or cancelled
+    job never gets another (nothing retries, resumes or continues it)."""
+    spec = specs.get(snapshot.workflow_id or "")
+    if spec is None:
+        return True
+    completed = set(snapshot.checkpoints)
+    state = derive_job_state(spec, snapshot.runs, completed, snapshot.cancelled)
+    return state.status not in FINAL_STATUSES
 
 
 def _checkpoint_of(event: dict) -> dict | None:
@@ -486,13 +583,6 @@ mutation Launch($executionParams: ExecutionParams!) {
 REPORT_OBSERVATION = """
 mutation Mark($params: ReportRunlessAssetEventsParams!) {
   reportRunlessAssetEvents(eventParams: $params) { __typename }
-}"""
-# The user's runs for the jobs list: what finds the first runs and their jobs.
-USER_RUNS = """
-query UserRuns($tags: [ExecutionTag!], $limit: Int, $cursor: String) {
-  runsOrError(filter: {tags: $tags}, limit: $limit, cursor: $cursor) {
-    __typename ... on Runs { results { runId tags { key value } } } ... on PythonError { message }
-  }
 }"""
 USER_JOBS = f"""
 query Jobs($tags: [ExecutionTag!], $limit: Int, $cursor: String) {{

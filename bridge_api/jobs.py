@@ -254,13 +254,11 @@ def list_jobs():
     if not 1 <= limit <= 100:
         raise ApiError(400, "invalid_limit", "limit must be between 1 and 100")
     cursor = request.args.get("cursor") or None
-    pairs, next_cursor = gateway().job_ids_for_user(current_user(), limit, cursor)
-    settings = current_app.extensions["retry_settings"]
     specs = catalog().all()
-    listed = [(job_id, w) for job_id, w in pairs if job_id is not None and w in specs]
-    # The whole page's snapshots in one GraphQL request, whatever its length.
-    snapshots = gateway().page_snapshots(listed, specs)
-    page = [(specs[w], snap) for (_, w), snap in zip(listed, snapshots, strict=True)]
+    # A constant number of GraphQL requests, whatever the page's length (2 or 3).
+    snapshots, next_cursor = gateway().jobs_page(current_user(), limit, cursor, specs)
+    settings = current_app.extensions["retry_settings"]
+    page = [(specs[snap.workflow_id], snap) for snap in snapshots if snap.workflow_id in specs]
     # One store query for the page: the running jobs' predictions (their `updated_at`).
     running = [snap.job_id for spec, snap in page if job_state(spec, snap).status == "running"]
     rows = predictions_of(running) or {}

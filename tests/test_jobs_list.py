@@ -88,6 +88,12 @@ class Jobs:
             self._run(job_id, user, attempt, dg.DagsterRunStatus.SUCCESS, steps[1:], None, parent)
         return job_id
 
+    def late_retry(self, job_id: str, user: str) -> None:
+        """The retry that completes a pending_retry job, made now."""
+        steps = [step.name for step in self.spec.steps]
+        parent = self.first_runs[job_id]
+        self._run(job_id, user, 2, dg.DagsterRunStatus.SUCCESS, steps[2:], None, parent)
+
     def _failure(self, step: str, error_type: str, retryable: bool) -> dict[str, str]:
         return {
             t.ERROR_TYPE: error_type,
@@ -168,6 +174,9 @@ def env(tmp_path_factory, specs):
             mine.append(jobs.add(kind, USER))
             if number % 10 == 0:
                 jobs.add("completed", OTHER)
+        # The oldest pending_retry job is retried after every other run: it is on a page
+        # after a cursor, and its retry newer than the cursor's run.
+        jobs.late_retry(mine[KINDS.index("pending_retry")], USER)
         yield {"app": app, "gateway": gateway, "mine": mine[::-1], "jobs": jobs}
 
 
@@ -210,15 +219,32 @@ def test_batched_snapshots_equal_single_ones_with_run_configs(env, specs) -> Non
     assert all(len(snap.runs) > 1 and snap.run_configs for snap in batched[-12:])
 
 
-@pytest.mark.parametrize("limit", [1, 50])
-def test_a_page_is_two_requests_whatever_its_length(env, limit: int) -> None:
-    gateway = env["gateway"]
+@pytest.mark.parametrize(
+    ("limit", "after", "requests"),
+    [
+        # The first page: the first runs (with every run since), then the page's
+        # checkpoints and cancel marks at once.
+        (1, None, 2),
+        (50, None, 2),
+        # After a cursor, a third for the runs of the jobs that may have newer ones
+        # (here a pending_retry job is on each page).
+        (1, 2, 3),
+        (40, 2, 3),
+    ],
+)
+def test_a_page_is_a_constant_number_of_requests(
+    env, limit: int, after: int | None, requests: int
+) -> None:
+    gateway, mine = env["gateway"], env["mine"]
+    query = f"?limit={limit}"
+    if after is not None:
+        query += f"&cursor={env['jobs'].first_runs[mine[after]]}"
+    start = 0 if after is None else after + 1
     before = gateway.requests
-    response = _get(env, f"?limit={limit}")
+    response = _get(env, query)
+    assert gateway.requests - before == requests
     assert len(response.json["jobs"]) == limit
-    # The first runs of the page, then every snapshot of the page at once.
-    assert gateway.requests - before == 2
-    assert response.get_data() == _expected(env, env["mine"][:limit], more=True)
+    assert response.get_data() == _expected(env, mine[start : start + limit], more=True)
 
 
 @pytest.mark.parametrize("limit", [3, 7])
@@ -226,11 +252,17 @@ def test_pages_follow_each_other_through_dense_retries(env, limit: int) -> None:
     seen: list[str] = []
     cursor = ""
     while True:
-        body = _get(env, f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")).json
-        seen.extend(job["job_id"] for job in body["jobs"])
-        if body["next_cursor"] is None:
+        response = _get(env, f"?limit={limit}" + (f"&cursor={cursor}" if cursor else ""))
+        body = response.json
+        page = [job["job_id"] for job in body["jobs"]]
+        more = body["next_cursor"] is not None
+        assert response.get_data() == _expected(env, page, more)
+        seen.extend(page)
+        if not more:
             break
         assert len(body["jobs"]) == limit
         assert body["next_cursor"] == env["jobs"].first_runs[seen[-1]]
         cursor = body["next_cursor"]
     assert seen == env["mine"]
+    late = env["mine"][-1 - KINDS.index("pending_retry")]
+    assert _get(env, "?limit=100").json["jobs"][env["mine"].index(late)]["status"] == "completed"

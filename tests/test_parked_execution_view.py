@@ -201,8 +201,8 @@ class ScriptedGateway:
     def job_ids_for_user(self, user, limit, cursor):
         return [(self.job_id, WORKFLOW)], None
 
-    def page_snapshots(self, pairs, specs) -> list[JobSnapshot]:
-        return [self.snapshot(job_id, specs) for job_id, _ in pairs]
+    def jobs_page(self, user, limit, cursor, specs):
+        return [self.snapshot(self.job_id, specs)], None
 
     def mark_cancelled(self, spec, job_id, description) -> None:
         self.marked.append(job_id)
