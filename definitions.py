@@ -19,6 +19,8 @@ from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
 from resources.predictions import PredictionsResource
 from resources.replicate_provider import ReplicateModelProvider
+from sensors.callbacks import make_callbacks_sensor
+from sensors.credits import make_credits_sensor
 from sensors.parked_steps import make_parked_steps_sensor
 from sensors.retry_sensor import make_retry_sensor
 from wf_assets.checkpoints import CheckpointIOManager
@@ -97,6 +99,8 @@ def build_definitions(
         sensors=[
             make_retry_sensor(specs, jobs, retry_settings or retry_settings_from_env()),
             make_parked_steps_sensor(specs, jobs),
+            make_credits_sensor(specs),
+            make_callbacks_sensor(specs),
         ],
         resources=resources if resources is not None else build_resources(),
         # Runs launched by sensors too: one process per run, steps in it.
