@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from resources.alert_channels import AlertChannels
 from resources.cloudinary_storage import CloudinaryMediaStorage
 from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
@@ -19,13 +20,16 @@ from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
 from resources.predictions import PredictionsResource
 from resources.replicate_provider import ReplicateModelProvider
+from sensors.alerts import make_alerts_sensor
 from sensors.callbacks import make_callbacks_sensor
 from sensors.credits import make_credits_sensor
+from sensors.metrics_sensor import make_metrics_sensor
 from sensors.parked_steps import make_parked_steps_sensor
 from sensors.retry_sensor import make_retry_sensor
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_workflow_job
 from wf_core import settings
+from wf_core.alerting import alert_settings_from_env
 from wf_core.polling import poll_settings_from_env
 from wf_core.retry_policy import RetrySettings, retry_settings_from_env
 from wf_core.specs import WorkflowSpec, load_specs
@@ -75,6 +79,25 @@ def build_predictions() -> PredictionsResource:
     )
 
 
+def build_alert_channels() -> AlertChannels:
+    """The alert webhook and/or SMTP e-mail (ALERT_*); neither set: alerts are only logged."""
+    env = os.environ
+    secret: dict[str, Any] = (
+        {"smtp_password": dg.EnvVar("ALERT_SMTP_PASSWORD")}
+        if env.get("ALERT_SMTP_PASSWORD")
+        else {}
+    )
+    return AlertChannels(
+        webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL") if env.get("ALERT_WEBHOOK_URL") else None,
+        smtp_host=env.get("ALERT_SMTP_HOST") or None,
+        smtp_port=int(env.get("ALERT_SMTP_PORT") or 25),
+        smtp_from=env.get("ALERT_SMTP_FROM") or "alerts@localhost",
+        smtp_to=env.get("ALERT_SMTP_TO") or None,
+        smtp_user=env.get("ALERT_SMTP_USER") or None,
+        **secret,
+    )
+
+
 def build_resources() -> dict[str, Any]:
     """Resources chosen from the environment: offline defaults, no account needed."""
     return {
@@ -82,6 +105,7 @@ def build_resources() -> dict[str, Any]:
         "media_storage": build_media_storage(),
         "predictions": build_predictions(),
         CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=settings.checkpoint_url()),
+        "alert_channels": build_alert_channels(),
     }
 
 
@@ -93,6 +117,8 @@ def build_definitions(
     """Assets and a job per workflow, plus resources and sensors."""
     assets = [asset for spec in specs.values() for asset in build_workflow_assets(spec)]
     jobs = [build_workflow_job(spec) for spec in specs.values()]
+    resources = {"alert_channels": AlertChannels(), **(resources or build_resources())}
+    channels = resources["alert_channels"]
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
@@ -101,8 +127,10 @@ def build_definitions(
             make_parked_steps_sensor(specs, jobs),
             make_credits_sensor(specs),
             make_callbacks_sensor(specs),
+            make_metrics_sensor(specs),
+            make_alerts_sensor(alert_settings_from_env(), running=channels.configured),
         ],
-        resources=resources if resources is not None else build_resources(),
+        resources=resources,
         # Runs launched by sensors too: one process per run, steps in it.
         executor=dg.in_process_executor,
     )

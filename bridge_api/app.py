@@ -16,6 +16,7 @@ from bridge_api.errors import register_error_handlers
 from bridge_api.feeds import StreamHub
 from bridge_api.forms import LimitedFormRequest
 from bridge_api.limits import init_limits, storage_uri_from_env
+from bridge_api.logging_json import init_logging
 from bridge_api.page import init_page
 from wf_core import settings
 from wf_core.webhook_signature import secret_key
@@ -49,13 +50,17 @@ def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
         "STREAM_RETRY_AFTER_SECONDS": int(environ.get("STREAM_RETRY_AFTER_SECONDS") or 5),
         # Unset: /hooks/replicate refuses every delivery and the sensor polls instead.
         "REPLICATE_WEBHOOK_SECRET": environ.get("REPLICATE_WEBHOOK_SECRET") or None,
+        # Unset: /metrics is open (bind the bridge to an internal address then).
+        "METRICS_TOKEN": environ.get("METRICS_TOKEN") or None,
+        # `json` (one redacted JSON object per line, with request context) or `text`.
+        "LOG_FORMAT": environ.get("LOG_FORMAT") or "json",
         **auth_config_from_env(environ),
     }
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the bridge app; `test_config` overrides settings in tests."""
-    from bridge_api import hooks, jobs, meta, stream, workflows
+    from bridge_api import admin, hooks, jobs, meta, metrics, stream, workflows
     from wf_core.retry_policy import retry_settings_from_env
 
     # No static folder: Flask would add an undocumented /static/ route; media has its own.
@@ -75,6 +80,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if app.config.get("REPLICATE_WEBHOOK_SECRET"):
         secret_key(app.config["REPLICATE_WEBHOOK_SECRET"])  # BadSecretError: refuse to start
     init_http_rules(app)
+    init_logging(app)
     init_auth(app)
     init_limits(app)
     register_error_handlers(app)
@@ -87,6 +93,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from bridge_api import credits  # GET /credits, POST /admin/credits/grant (issue 15)
 
     app.register_blueprint(credits.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(admin.bp)
     init_page(app)  # the Workflows page at `/`, in front of the API's routes
     return app
 

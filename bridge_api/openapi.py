@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge_api.openapi_ops import OPS_SCHEMAS, ops_paths
 from bridge_api.openapi_schemas import SCHEMAS, integer, ref, string
 
 Operation = dict[str, Any]
@@ -247,6 +248,7 @@ def paths() -> dict[str, dict[str, Operation]]:
         },
         "/hooks/replicate": {"post": replicate_hook()},
         **credit_paths(),
+        **ops_paths(operation, param, ok),  # GET /metrics, /admin/jobs* (issue 14)
         "/healthz": {
             "get": operation(
                 "healthz",
@@ -289,7 +291,9 @@ def openapi_document() -> dict:
             "description": "The bridge API of API.md: errors are always "
             '`{"error": {"code", "message"}}` JSON.',
         },
-        "tags": [{"name": name} for name in ("workflows", "jobs", "hooks", "meta", "credits")],
+        "tags": [
+            {"name": name} for name in ("workflows", "jobs", "hooks", "meta", "credits", "admin")
+        ],
         "paths": paths(),
         "security": [{"bearerAuth": []}],
         "components": {
@@ -309,7 +313,7 @@ def openapi_document() -> dict:
                     "timestamp>.<raw body>` with REPLICATE_WEBHOOK_SECRET (Standard Webhooks)",
                 },
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **OPS_SCHEMAS},
             "responses": {f"Error{s}": error_response(s) for s in ERROR_STATUSES},
         },
     }

@@ -62,3 +62,55 @@ waiting = sa.Table(
     sa.Index("ix_wf_retry_waiting_due", "next_check_at"),
     sa.Index("ix_wf_retry_waiting_key", "quota_key", "created_at"),
 )
+
+# Operating it (issue 14): counters folded in by the metrics sensor, read by /metrics.
+metric_series = sa.Table(
+    "wf_metrics",
+    metadata,
+    sa.Column("name", sa.String(120), primary_key=True),
+    # Canonical JSON of the labels (sorted keys): one row per series.
+    sa.Column("labels", sa.String(600), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+metric_state = sa.Table(
+    "wf_metrics_state",
+    metadata,
+    sa.Column("key", sa.String(120), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+# Runs already folded into the counters: a run is counted once however often it is seen.
+metric_folded = sa.Table(
+    "wf_metrics_folded",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("folded_at", sa.Float, nullable=False),
+)
+# Every job's last known state, kept by the metrics sensor: what operators filter on.
+job_index = sa.Table(
+    "wf_job_index",
+    metadata,
+    sa.Column("job_id", sa.String(80), primary_key=True),
+    sa.Column("workflow_id", sa.String(120), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error_type", sa.String(40), nullable=True),
+    sa.Column("failed_step", sa.String(120), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_wf_job_index_status_created", "status", "created_at"),
+    sa.Index("ix_wf_job_index_created", "created_at"),
+)
+# Alert conditions and whether their start (and clearing) was delivered.
+alert_state = sa.Table(
+    "wf_alerts",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("cleared_at", sa.Float, nullable=True),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

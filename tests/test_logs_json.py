@@ -1,0 +1,70 @@
+"""JSON log lines: context fields on every line, and no secret in any of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from wf_core.logging_json import Redactor, json_handler, log_context
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+@pytest.fixture
+def logged():
+    """A logger writing JSON lines to a buffer; the lines, parsed, after the test."""
+    buffer = io.StringIO()
+    logger = logging.getLogger("wf.test.logs")
+    handler = json_handler(buffer, Redactor({"REPLICATE_API_TOKEN": "r8_secretsecretsecret"}))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    logger.removeHandler(handler)
+
+
+def test_every_line_carries_the_bound_context(logged) -> None:
+    logger, lines = logged
+    with log_context(job_id="j1", run_id="r1", user="u1", workflow="w", step="s", attempt=2):
+        logger.info("retrying %s", "s", extra={"sensor": "retry"})
+    logger.info("outside")
+    inside, outside = lines()
+    assert inside["msg"] == "retrying s" and inside["level"] == "info"
+    assert {k: inside[k] for k in ("job_id", "run_id", "user", "workflow", "step", "attempt")} == {
+        "job_id": "j1",
+        "run_id": "r1",
+        "user": "u1",
+        "workflow": "w",
+        "step": "s",
+        "attempt": 2,
+    }
+    assert inside["sensor"] == "retry" and "job_id" not in outside
+
+
+@pytest.mark.parametrize(
+    ("message", "secret"),
+    [
+        (f"Authorization: Bearer {JWT}", JWT),
+        ("{'Authorization': 'Bearer opaque-token-123'}", "opaque-token-123"),
+        (f"GET /jobs/1/stream?access_token={JWT}&x=1", JWT),
+        (f"token {JWT} refused", JWT),
+        ("calling with r8_secretsecretsecret", "r8_secretsecretsecret"),
+        ("key r8_AbCdEfGh12345678 rejected", "r8_AbCdEfGh12345678"),
+        ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("cloudinary://1234:s3cr3t-value@demo", "s3cr3t-value"),
+        ("postgresql://app:pg-pass-word@db:5432/x", "pg-pass-word"),
+    ],
+)
+def test_secrets_never_reach_a_line(logged, message: str, secret: str) -> None:
+    logger, lines = logged
+    logger.warning("%s", message)
+    try:
+        raise ValueError(message)
+    except ValueError:
+        logger.exception("failed")
+    text = json.dumps(lines())
+    assert secret not in text
+    assert "[REDACTED]" in lines()[0]["msg"] and "[REDACTED]" in lines()[1]["exc"]

@@ -1,0 +1,217 @@
+"""Alert rules as plain data: which conditions hold now, and what to say when one starts
+or clears.
+
+The alerts sensor gathers facts (recent run outcomes, steps that have waited long, open
+breakers, retry queue samples), these functions turn them into the conditions that hold
+(`Firing`, keyed), and `transitions` compares them with the ones already announced: one
+message when a key starts holding, one when it stops, nothing while it stays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+MEDIA_PROVIDERS = frozenset({"local_media", "cloudinary"})
+# Jobs named in one message; the rest are counted.
+JOBS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Thresholds and windows (ALERT_* in the environment)."""
+
+    failure_rate: float = 0.2
+    failure_window: float = 900.0
+    failure_min_runs: int = 5
+    stuck_after: float = 600.0
+    storage_window: float = 900.0
+    breaker_open_after: float = 900.0
+    queue_growth: int = 20
+    queue_window: float = 900.0
+    ui_url: str = "http://127.0.0.1:3000"
+
+
+def alert_settings_from_env(env: Mapping[str, str] | None = None) -> AlertSettings:
+    """AlertSettings from ALERT_* variables and DAGSTER_UI_URL; defaults for the unset."""
+    env = os.environ if env is None else env
+    base = AlertSettings()
+
+    def num(name: str, default: float) -> float:
+        raw = env.get(name)
+        return float(raw) if raw else default
+
+    return AlertSettings(
+        failure_rate=num("ALERT_FAILURE_RATE", base.failure_rate),
+        failure_window=num("ALERT_FAILURE_WINDOW_SECONDS", base.failure_window),
+        failure_min_runs=int(num("ALERT_FAILURE_MIN_RUNS", base.failure_min_runs)),
+        stuck_after=num("ALERT_STUCK_STEP_SECONDS", base.stuck_after),
+        storage_window=num("ALERT_STORAGE_WINDOW_SECONDS", base.storage_window),
+        breaker_open_after=num("ALERT_BREAKER_OPEN_SECONDS", base.breaker_open_after),
+        queue_growth=int(num("ALERT_RETRY_QUEUE_GROWTH", base.queue_growth)),
+        queue_window=num("ALERT_RETRY_QUEUE_WINDOW_SECONDS", base.queue_window),
+        ui_url=(env.get("DAGSTER_UI_URL") or base.ui_url).rstrip("/"),
+    )
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A run that finished inside the window."""
+
+    workflow: str
+    job_id: str
+    run_id: str
+    failed: bool
+    provider: str = ""
+    error_message: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StuckStep:
+    """A step running, or waiting on its provider, since `since`."""
+
+    job_id: str
+    run_id: str | None
+    step: str
+    since: float
+    waiting_on: str = "running"
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A condition that holds now."""
+
+    key: str
+    title: str
+    detail: str
+    jobs: tuple[tuple[str, str | None], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification: a condition started or cleared."""
+
+    key: str
+    kind: str
+    subject: str
+    text: str
+
+
+def failure_rate(outcomes: Iterable[RunOutcome], now: float, s: AlertSettings) -> list[Firing]:
+    """Per workflow: failed runs over finished runs above `failure_rate` (enough runs)."""
+    by_workflow: dict[str, list[RunOutcome]] = {}
+    for outcome in outcomes:
+        if now - outcome.at > s.failure_window:
+            continue
+        by_workflow.setdefault(outcome.workflow, []).append(outcome)
+    firing = []
+    for workflow, runs in sorted(by_workflow.items()):
+        failed = [r for r in runs if r.failed]
+        rate = len(failed) / len(runs)
+        if len(runs) >= s.failure_min_runs and rate > s.failure_rate:
+            firing.append(
+                Firing(
+                    f"failure_rate:{workflow}",
+                    f"{workflow}: {rate:.0%} of runs failed",
+                    f"{len(failed)} of {len(runs)} runs failed in the last "
+                    f"{s.failure_window / 60:g} min (threshold {s.failure_rate:.0%})",
+                    tuple((r.job_id, r.run_id) for r in failed),
+                )
+            )
+    return firing
+
+
+def storage_failures(outcomes: Iterable[RunOutcome], now: float, s: AlertSettings) -> list[Firing]:
+    """Any checkpoint or media save that failed inside the window."""
+    failed = [
+        r
+        for r in outcomes
+        if r.failed
+        and now - r.at <= s.storage_window
+        and (r.provider in MEDIA_PROVIDERS or "checkpoint" in r.error_message.lower())
+    ]
+    if not failed:
+        return []
+    return [
+        Firing(
+            "storage_failures",
+            "Checkpoint or media saves are failing",
+            f"{len(failed)} runs failed saving a checkpoint or media in the last "
+            f"{s.storage_window / 60:g} min",
+            tuple((r.job_id, r.run_id) for r in failed),
+        )
+    ]
+
+
+def stuck_steps(stuck: Iterable[StuckStep], now: float, s: AlertSettings) -> list[Firing]:
+    """Steps running or waiting longer than `stuck_after`."""
+    late = sorted((x for x in stuck if now - x.since > s.stuck_after), key=lambda x: x.since)
+    if not late:
+        return []
+    oldest = late[0]
+    return [
+        Firing(
+            "stuck_steps",
+            f"{len(late)} steps running or waiting over {s.stuck_after / 60:g} min",
+            f"the oldest, {oldest.step} of job {oldest.job_id}, has been {oldest.waiting_on} "
+            f"for {(now - oldest.since) / 60:.0f} min",
+            tuple((x.job_id, x.run_id) for x in late),
+        )
+    ]
+
+
+def open_breakers(opened: Mapping[str, float], now: float, s: AlertSettings) -> list[Firing]:
+    """One per quota breaker (provider/model) open longer than `breaker_open_after`."""
+    return [
+        Firing(
+            f"breaker_open:{key}",
+            f"Quota breaker {key} open for {(now - at) / 60:.0f} min",
+            f"jobs using {key} wait for its quota; a probe job goes through after each cooldown",
+        )
+        for key, at in sorted(opened.items())
+        if now - at > s.breaker_open_after
+    ]
+
+
+def queue_growing(samples: list[tuple[float, int]], now: float, s: AlertSettings) -> list[Firing]:
+    """The retry queue grew by `queue_growth` or more over the window."""
+    recent = [(at, n) for at, n in samples if now - at <= s.queue_window]
+    if len(recent) < 2:
+        return []
+    first, last = recent[0][1], recent[-1][1]
+    if last - first < s.queue_growth:
+        return []
+    return [
+        Firing(
+            "retry_queue_growing",
+            f"Retry queue grew from {first} to {last}",
+            f"{last - first} more failed runs waiting for a retry in the last "
+            f"{s.queue_window / 60:g} min",
+        )
+    ]
+
+
+def transitions(
+    announced: Mapping[str, str], firing: Iterable[Firing], s: AlertSettings
+) -> list[Message]:
+    """Messages for conditions that started (not in `announced`, key -> title) and for
+    announced ones that hold no more."""
+    current = {f.key: f for f in firing}
+    messages = [_started(f, s) for key, f in sorted(current.items()) if key not in announced]
+    for key, title in sorted(announced.items()):
+        if key not in current:
+            text = f"RESOLVED: {title}"
+            messages.append(Message(key, "cleared", text, text))
+    return messages
+
+
+def _started(f: Firing, s: AlertSettings) -> Message:
+    lines = [f"ALERT: {f.title}", f.detail]
+    for job_id, run_id in f.jobs[:JOBS_SHOWN]:
+        link = f"{s.ui_url}/runs/{run_id}" if run_id else f"{s.ui_url}/runs"
+        lines.append(f"- job {job_id}: {link}")
+    if len(f.jobs) > JOBS_SHOWN:
+        lines.append(f"... and {len(f.jobs) - JOBS_SHOWN} more jobs")
+    return Message(f.key, "started", f"ALERT: {f.title}", "\n".join(lines))
