@@ -415,13 +415,34 @@ def serve_bridge(app) -> Iterator[str]:
 
 
 class CountingGateway(DagsterGateway):
-    """The bridge's gateway, counting the GraphQL requests it sends."""
+    """The bridge's gateway, counting the GraphQL requests it sends and timing each kind."""
 
     requests = 0
 
+    def __init__(self, graphql_url: str) -> None:
+        super().__init__(graphql_url)
+        self.ms: dict[str, list[float]] = {}
+
     def query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         self.requests += 1
-        return super().query(document, variables)
+        began = time.perf_counter()
+        try:
+            return super().query(document, variables)
+        finally:
+            self.ms.setdefault(request_kind(document), []).append(
+                (time.perf_counter() - began) * 1000
+            )
+
+
+def request_kind(document: str) -> str:
+    """What one of the bridge's GraphQL documents asks for, for the report."""
+    if "query Jobs(" in document:
+        return "the user's runs down to the page's oldest"
+    if "query PageSnapshots" in document:
+        if "assetOrError" in document:
+            return "the page's checkpoints and cancel marks"
+        return "the runs of the page's jobs not yet final"
+    return document.split("(")[0].split("{")[0].strip() or "other"
 
 
 def bridge_app(stack: DagsterStack, media: Path, stream_poll: float):
@@ -553,6 +574,7 @@ class ListTimings:
     ms: list[float]
     requests: list[int]
     mismatches: list[str]
+    graphql: dict[str, list[float]]  # the bridge's requests for the pages, by kind
 
 
 def measure_list(base: str, app, populator: Populator, samples: int, seed: int) -> ListTimings:
@@ -567,7 +589,7 @@ def measure_list(base: str, app, populator: Populator, samples: int, seed: int) 
     newest_first = jobs[::-1]
     position = {job_id: i for i, job_id in enumerate(newest_first)}
     gateway: CountingGateway = app.extensions["dagster"]
-    timings = ListTimings([], [], [])
+    timings = ListTimings([], [], [], {})
     # Cursors spread over the whole history; one sample in ten is the first page.
     picks: list[str | None] = [
         None if rng.random() < 0.1 else rng.choice(jobs) for _ in range(samples + LIST_WARMUP)
@@ -578,9 +600,12 @@ def measure_list(base: str, app, populator: Populator, samples: int, seed: int) 
             if after is not None:
                 query += f"&cursor={populator.first_runs[after]}"
             sent = gateway.requests
+            gateway.ms.clear()
             ms, response = timed(http.get, query)
             if number < LIST_WARMUP:
                 continue
+            for kind, values in gateway.ms.items():
+                timings.graphql.setdefault(kind, []).extend(values)
             timings.ms.append(ms)
             timings.requests.append(gateway.requests - sent)
             start = 0 if after is None else position[after] + 1
@@ -618,7 +643,12 @@ def report_list(size: int, timings: ListTimings) -> None:
         f"(first page and random cursors)      {stats_ms(timings.ms)}"
     )
     counts = sorted(set(timings.requests))
-    print(f"    GraphQL requests per page: {', '.join(str(c) for c in counts)}")
+    print(
+        f"    GraphQL requests per page: {', '.join(str(c) for c in counts)}; each, as the bridge"
+    )
+    print("    waited for it:")
+    for kind, values in timings.graphql.items():
+        print(f"      {kind:44} {stats_ms(values)}  ({len(values)} sent)")
     if timings.mismatches:
         print(
             f"    WRONG PAGE for {len(timings.mismatches)} requests, e.g. {timings.mismatches[0]}"

@@ -536,7 +536,7 @@ def snapshots_document(jobs: int, steps: int, marks: int, configs: bool = False)
         for i in range(marks)
     )
     return f"""
-query Jobs{f"({params[2:]})" if params else ""} {{{runs}{materializations}{observations}
+query PageSnapshots{f"({params[2:]})" if params else ""} {{{runs}{materializations}{observations}
 }}"""
 
 
