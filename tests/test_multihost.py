@@ -10,22 +10,27 @@ run here, as the control host. Uploads are in the database, media in (fake) Clou
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
+import redis
 from celery import Celery
 
-from runtime.stack import LOCATION_NAME, DagsterStack
+from runtime.stack import LOCATION_NAME, DagsterStack, free_port
 from tests.fakes.cloudinary_server import FakeCloudinary
 from tests.netns_hosts import HostNetwork, TcpRelay, netns_unavailable
 from wf_assets.asset_keys import asset_key_for
@@ -47,7 +52,8 @@ pytestmark = [
 
 HOSTS = ("wf-host-a", "wf-host-b")
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_DB = 11
+# One multi-host test at a time per machine: host names and subnets are fixed.
+LOCK_FILE = Path(tempfile.gettempdir()) / "wf-multihost.lock"
 LATENCY = 3.0
 
 
@@ -64,6 +70,7 @@ class Cluster:
     hostfs: Path
     worker_env: dict[str, str]
     logs: Path
+    broker: str
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start_worker(self, host: str) -> None:
@@ -140,7 +147,7 @@ class Cluster:
 
 def wait_for_nodes(nodes: set[str], cluster: Cluster, timeout: float) -> None:
     """Until every Celery node named answers a ping through the broker."""
-    app = Celery(broker=f"redis://127.0.0.1:6379/{REDIS_DB}")
+    app = Celery(broker=cluster.broker)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -167,10 +174,41 @@ def _server_sql(statement: str) -> None:
     conn.close()
 
 
-def _flush_broker() -> None:
-    import redis
+@contextmanager
+def private_redis(folder: Path) -> Iterator[int]:
+    """A Redis server of this test's own (the broker), on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+
+@contextmanager
+def machine_lock() -> Iterator[None]:
+    """Wait for any other multi-host test on this machine to finish."""
+    with LOCK_FILE.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +220,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     net = HostNetwork(HOSTS, net=200 + os.getpid() % 50, prefix=f"wfm{suffix}")
     relays: list[TcpRelay] = []
     cluster_: Cluster | None = None
+    if shutil.which("redis-server") is None:
+        pytest.skip("multi-host test: redis-server is not installed")
     _server_sql(f'CREATE DATABASE "{db}"')
-    _flush_broker()
     try:
-        with FakeCloudinary() as cloud, pytest.MonkeyPatch.context() as mp:
+        with (
+            machine_lock(),
+            private_redis(root) as redis_port,
+            FakeCloudinary() as cloud,
+            pytest.MonkeyPatch.context() as mp,
+        ):
             net.open()
             cloud_port = int(cloud.base_url.rsplit(":", 1)[1])
-            for port in (5432, 6379, cloud_port):
+            for port in (5432, redis_port, cloud_port):
                 relays.append(TcpRelay(net.service_ip, port))
             shared_media = f"http://{net.service_ip}:{cloud_port}"
             cloud.account.delivery_base = shared_media
@@ -208,7 +252,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             local = {
                 **common,
                 "DAGSTER_PG_URL": f"postgresql://postgres@127.0.0.1:5432/{db}",
-                "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+                "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
             }
             for key, value in local.items():
                 mp.setenv(key, value)
@@ -219,7 +263,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             worker_env = {
                 **os.environ,
                 "DAGSTER_PG_URL": f"postgresql://postgres@{net.service_ip}:5432/{db}",
-                "CELERY_BROKER_URL": f"redis://{net.service_ip}:6379/{REDIS_DB}",
+                "CELERY_BROKER_URL": f"redis://{net.service_ip}:{redis_port}/0",
                 "DAGSTER_HOME": str(hostfs / "home"),
                 "MEDIA_DIR": str(hostfs / "media"),
             }
@@ -236,6 +280,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 hostfs=hostfs,
                 worker_env=worker_env,
                 logs=logs,
+                broker=local["CELERY_BROKER_URL"],
             )
             stack.start()
             for host in HOSTS:
@@ -249,7 +294,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for relay in relays:
             relay.close()
         net.close()
-        _flush_broker()
         _server_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         assert not net.leftovers(), f"namespaces or links left behind: {net.leftovers()}"
 
