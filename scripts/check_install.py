@@ -10,6 +10,7 @@ EXPECTED = {
     "dagster-webserver": "1.13.27",
     "dagster-graphql": "1.13.27",
     "dagster-postgres": "0.29.27",
+    "dagster-celery": "0.29.27",
 }
 
 
