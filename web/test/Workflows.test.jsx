@@ -138,6 +138,19 @@ describe('App sign-in', () => {
     vi.unstubAllGlobals();
   });
 
+  it('sends the person back to sign-in when the API answers 401', async () => {
+    const { client, state } = fakeSupabase();
+    state.session = { access_token: 'old', user: { email: 'me@x.io' } };
+    const refused = { error: { code: 'token_expired', message: 'The access token has expired' } };
+    vi.stubGlobal('fetch', async () => new Response(JSON.stringify(refused), { status: 401 }));
+    const config = { auth_mode: 'supabase', supabase_url: 'https://x.supabase.co', supabase_anon_key: 'anon', api_base: '' };
+    render(<App config={config} createSupabaseClient={() => client} />);
+    expect(await screen.findByLabelText('Email')).toBeTruthy();
+    expect(screen.getByRole('status').textContent).toContain('Your session has ended');
+    expect(state.session).toBeNull();
+    vi.unstubAllGlobals();
+  });
+
   it('runs as local-dev when the bridge has auth disabled', async () => {
     vi.stubGlobal('fetch', async () => new Response(JSON.stringify({ workflows: [], jobs: [] }), { status: 200 }));
     render(<App config={{ auth_mode: 'disabled', api_base: '' }} />);

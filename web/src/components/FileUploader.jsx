@@ -33,7 +33,14 @@ export function FileUploader({
         aria-describedby={error ? errorId : undefined}
         onChange={(event) => onChange(event.target.files?.[0] ?? null)}
       />
-      {preview && <img className="file-preview" src={preview} alt={`Preview of ${file.name}`} />}
+      {preview && (
+        <img
+          className="file-preview"
+          src={preview}
+          alt={`Preview of ${file.name}`}
+          onError={() => setPreview(null)} // not a picture the browser can show
+        />
+      )}
       {error && (
         <p id={errorId} className="field-error" role="alert">
           {error}
