@@ -14,10 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dagster as dg
+
 from resources.media_storage import ResourceType, media_public_id
 from resources.model_provider import GenerationRequest, PreparedCall
+from resources.rate_limiter import shared_rate_limiter
 from resources.staged_outputs import StagedOutputs, staging_url
 from wf_assets.kinds.base import StepContext
+from wf_core import tags as t
 from wf_core.errors import HardError, RetryableError, WorkflowError
 from wf_core.polling import first_poll_at
 from wf_store import predictions as p
@@ -133,6 +137,7 @@ def _settled_prediction(ctx: StepContext, request: GenerationRequest, message: s
         store.apply_provider_update(seen.as_update() if seen else lost, "run")
         row = store.get(row.id) or row
     if row.state in (p.COMPLETED, p.HANDED_OFF, p.CONSUMING):
+        _free_slot(ctx, row)  # no longer at the provider: its concurrency slot is free
         claimed = store.claim(row.id, ctx.run_id)
         if claimed is None:
             raise RetryableError(
@@ -163,15 +168,48 @@ def _intend(ctx: StepContext, call: PreparedCall, request: GenerationRequest) ->
     )
 
 
+def _run_user() -> str:
+    """The user whose job this run is (fair order in the provider limiter)."""
+    try:
+        return dg.AssetExecutionContext.get().run.tags.get(t.USER, "")
+    except Exception:  # outside a Dagster step (a test calling the kind directly)
+        return ""
+
+
+def _wait_for_slot(ctx: StepContext, intent: p.Prediction) -> None:
+    """Take this create's turn at the shared provider limiter (resources/rate_limiter.py):
+    a burst queues here, fairly between users, instead of meeting the provider's 429s."""
+    limiter = shared_rate_limiter()
+    if limiter is None:
+        return
+    try:
+        permit = limiter.acquire(ctx.provider.provider_name, intent.model, intent.id, _run_user())
+    except RetryableError:
+        # Nothing was sent: the intent can go; the retry makes a new one.
+        ctx.predictions.abandon(intent.id, "no create slot at the provider limiter")
+        raise
+    if permit is not None and permit.waited >= 1:
+        ctx.progress(12, f"Waited {permit.waited:.0f} s for a {ctx.provider.provider_name} slot")
+
+
+def _free_slot(ctx: StepContext, row: p.Prediction) -> None:
+    limiter = shared_rate_limiter()
+    if limiter is not None:
+        limiter.release(ctx.provider.provider_name, row.model, row.id)
+
+
 def _create(ctx: StepContext, call: PreparedCall, intent: p.Prediction) -> p.Prediction:
+    _wait_for_slot(ctx, intent)
     try:
         created = ctx.provider.submit(call, intent, ctx.webhook_url)
     except WorkflowError as exc:
         if not ctx.provider.create_may_have_arrived(exc):
             ctx.predictions.abandon(intent.id, f"create refused: {exc.error_type}")
+            _free_slot(ctx, intent)
         raise
     except Exception as exc:
         ctx.predictions.abandon(intent.id, f"create refused: {type(exc).__name__}")
+        _free_slot(ctx, intent)
         raise
     return _record_created(ctx, intent, created)
 
