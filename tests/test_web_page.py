@@ -47,6 +47,39 @@ JOB_WAIT_MS = 60_000
 FAULTY_MODEL = "kling/v1.6"  # the video model of the tests that set faults
 
 
+class StreamCutter:
+    """WSGI wrapper for the test server: cuts one job stream after its first two events,
+    as a dropped connection would, and records the `Last-Event-ID` of every stream request."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.armed = False
+        self.last_event_ids: list[str | None] = []
+
+    def __call__(self, environ, start_response):
+        body = self.app(environ, start_response)
+        if not environ.get("PATH_INFO", "").endswith("/stream"):
+            return body
+        self.last_event_ids.append(environ.get("HTTP_LAST_EVENT_ID"))
+        if not self.armed:
+            return body
+        self.armed = False
+        return self._cut(body)
+
+    @staticmethod
+    def _cut(body):
+        events = 0
+        try:
+            for chunk in body:
+                yield chunk
+                events += chunk.count(b"\nevent: ")
+                if events >= 2:
+                    return  # the connection ends here; EventSource reconnects by itself
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+
 @dataclass
 class Env:
     """The running stack and bridge, and the knobs the tests turn."""
@@ -56,6 +89,7 @@ class Env:
     faults: Path
     specs: Path
     background: list[str]
+    streams: StreamCutter
 
     def set_faults(self, faults: dict) -> None:
         """What the offline provider's next calls do (see LocalModelProvider.fault_file)."""
@@ -117,10 +151,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             }
         )
         port = free_port()
-        server = make_server("127.0.0.1", port, app, threaded=True)
+        streams = StreamCutter(app)
+        server = make_server("127.0.0.1", port, streams, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        running = Env(f"http://127.0.0.1:{port}", app, faults, specs, [])
+        running = Env(f"http://127.0.0.1:{port}", app, faults, specs, [], streams)
         # Two jobs on the default models, started now and run while the page is tested:
         # the history and the accessibility check open them. Faults name the model the
         # page's tests choose (kling/v1.6), so these jobs never meet one.
@@ -220,11 +255,16 @@ def test_run_a_workflow_to_a_playable_video(page, env: Env) -> None:
     page.get_by_label("Model for image_edit").select_option("flux-kontext-pro")
     page.get_by_label("Prompt for image_edit").fill("make it teal")
     shoot(page, "01-start")
+    env.streams.armed = True  # this job's stream drops after two events
+    seen = len(env.streams.last_event_ids)
     run_sample(page, video_model=None)
     expect(job_status(page)).to_have_attribute("data-job-status", "completed", timeout=JOB_WAIT_MS)
     expect(steps(page, "completed")).to_have_count(3)
     edit = shown_job(page, env)["checkpoints"]["1"]["output"]
     assert (edit["model_used"], edit["prompt"]) == ("flux-kontext-pro", "make it teal")
+    # The browser reconnected by itself, saying what it had received.
+    resumed = env.streams.last_event_ids[seen + 1 :]
+    assert resumed and resumed[0] and resumed[0].startswith("v2."), env.streams.last_event_ids
     expect(page.locator(".progress-tracker li.step img")).to_have_count(2)  # upload, edit
     state = wait_for_playable_video(page)
     assert state["readyState"] >= 2 and state["duration"] > 0
