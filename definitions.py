@@ -30,6 +30,7 @@ from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY, build_workflow_assets, build_workflow_job
 from wf_core import settings
 from wf_core.alerting import alert_settings_from_env
+from wf_core.logging_json import install_json_logging
 from wf_core.polling import poll_settings_from_env
 from wf_core.retry_policy import RetrySettings, retry_settings_from_env
 from wf_core.specs import WorkflowSpec, load_specs
@@ -136,4 +137,6 @@ def build_definitions(
     )
 
 
+if (os.environ.get("LOG_FORMAT") or "").lower() == "json":
+    install_json_logging()  # this process's own Python loggers as JSON lines (runs: dagster.yaml)
 defs = build_definitions(load_specs())

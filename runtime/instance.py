@@ -16,6 +16,7 @@ import yaml
 
 from runtime import celery_config
 from wf_core import settings
+from wf_core.logging_json import dagster_python_logs
 from wf_store.predictions import PredictionStore
 
 DEQUEUE_INTERVAL_SECONDS = 1
@@ -143,7 +144,13 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
         "compute_logs": compute_logs_config(home),
         "telemetry": {"enabled": False},
         "nux": {"enabled": False},
+        # LOG_FORMAT=json: runs' log records also as JSON lines with job context (issue 14).
+        **({"python_logs": dagster_python_logs()} if _json_logs() else {}),
     }
+
+
+def _json_logs() -> bool:
+    return (os.environ.get("LOG_FORMAT") or "").lower() == "json"
 
 
 def write_instance_yaml(home: Path | None = None, pg_url: str | None = None) -> Path:

@@ -6,9 +6,10 @@ import io
 import json
 import logging
 
+import dagster as dg
 import pytest
 
-from wf_core.logging_json import Redactor, json_handler, log_context
+from wf_core.logging_json import Redactor, dagster_python_logs, json_handler, log_context
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 
@@ -68,3 +69,24 @@ def test_secrets_never_reach_a_line(logged, message: str, secret: str) -> None:
     text = json.dumps(lines())
     assert secret not in text
     assert "[REDACTED]" in lines()[0]["msg"] and "[REDACTED]" in lines()[1]["exc"]
+
+
+def test_runs_log_json_lines_with_the_jobs_context(specs, bench, capfd, tmp_path) -> None:
+    from tests.conftest import run_job
+    from wf_core.job_ids import new_job_id
+    from wf_core.tags import job_tags
+
+    spec = specs["img-edit-to-video"]
+    job_id = new_job_id()
+    overrides = {"python_logs": dagster_python_logs()}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        tags = job_tags(spec.id, job_id, "user-7", "bridge", attempt=2)
+        result = run_job(spec, instance, bench.resources(), job_id=job_id, tags=tags)
+    assert result.success
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    steps = [line for line in lines if line.get("event") == "STEP_SUCCESS"]
+    assert {line["step"] for line in steps} == {"upload", "image_edit", "video_generation"}
+    for line in steps:
+        assert line["job_id"] == job_id and line["run_id"] == result.run_id
+        assert (line["workflow"], line["user"], line["attempt"]) == (spec.id, "user-7", 2)

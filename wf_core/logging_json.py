@@ -96,6 +96,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": self.redact(record.getMessage()),
         }
+        meta = getattr(record, "dagster_meta", None)
+        if isinstance(meta, Mapping):
+            body.update(_from_dagster(meta))
+            body["msg"] = self.redact(str(meta.get("orig_message") or body["msg"]))
         body.update(_context.get() or {})
         for name in (*CONTEXT_FIELDS, "path", "method", "status", "sensor"):
             value = getattr(record, name, None)
@@ -104,6 +108,24 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             body["exc"] = self.redact(self.formatException(record.exc_info))
         return self.redact(json.dumps(body, default=str))
+
+
+def _from_dagster(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A Dagster log record's run, step and our job tags (what a run's loggers are given)."""
+    tags = meta.get("job_tags") or {}
+    step = meta.get("step_key")
+    event = meta.get("dagster_event")
+    fields = {
+        "run_id": meta.get("run_id"),
+        # Our op names are `<job>__<step>`.
+        "step": step.rsplit("__", 1)[-1] if isinstance(step, str) else None,
+        "job_id": tags.get("wf/job_id"),
+        "workflow": tags.get("wf/workflow"),
+        "user": tags.get("wf/user"),
+        "attempt": int(tags["wf/attempt"]) if str(tags.get("wf/attempt", "")).isdigit() else None,
+        "event": getattr(event, "event_type_value", None),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def json_handler(
@@ -127,3 +149,22 @@ def install_json_logging(level: int = logging.INFO) -> logging.Handler:
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
     return handler
+
+
+def dagster_python_logs() -> dict[str, Any]:
+    """dagster.yaml's `python_logs`: every run's log records (steps' `context.log`, Dagster's
+    events) also go out as JSON lines on stderr, with run id, step and the run's job tags."""
+    return {
+        "dagster_handler_config": {
+            "handlers": {
+                "wfJson": {
+                    "class": "logging.StreamHandler",
+                    # Dagster's step start/success/failure events are DEBUG records.
+                    "level": "DEBUG",
+                    "stream": "ext://sys.stderr",
+                    "formatter": "wfJson",
+                }
+            },
+            "formatters": {"wfJson": {"()": "wf_core.logging_json.JsonFormatter"}},
+        }
+    }
