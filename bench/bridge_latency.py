@@ -86,6 +86,7 @@ P95_TARGET_MS = 50.0
 LIST_LIMIT = 100  # GET /workflows/jobs?limit=100
 LIST_P95_TARGET_MS = 100.0
 LIST_WARMUP = 5
+BEFORE_EVERY = 10  # one page in ten is also read as the old route did, for comparison
 OVERHEAD_TARGET_S = 0.5
 # What the population holds, and the status the bridge must report for each kind.
 # The failed runs carry `wf/retry_state=done`, so that the live retry sensor leaves them
@@ -575,6 +576,7 @@ class ListTimings:
     requests: list[int]
     mismatches: list[str]
     graphql: dict[str, list[float]]  # the bridge's requests for the pages, by kind
+    before: list[float]  # the same pages' snapshots one request per job (the old route)
 
 
 def measure_list(base: str, app, populator: Populator, samples: int, seed: int) -> ListTimings:
@@ -583,13 +585,15 @@ def measure_list(base: str, app, populator: Populator, samples: int, seed: int) 
     A cursor is a job's first run (what `next_cursor` holds); the page after it holds the
     next older jobs. Every page is checked: 100 jobs (fewer only at the end), newest
     first, each with the status its kind must show, and the cursor of the next page.
+    One page in ten is also read as the route did before (one snapshot request per
+    job, its page query left out), in the same conditions, for comparison.
     """
     rng = random.Random(seed)
     jobs = list(populator.jobs)  # oldest first, as their first runs were written
     newest_first = jobs[::-1]
     position = {job_id: i for i, job_id in enumerate(newest_first)}
     gateway: CountingGateway = app.extensions["dagster"]
-    timings = ListTimings([], [], [], {})
+    timings = ListTimings([], [], [], {}, [])
     # Cursors spread over the whole history; one sample in ten is the first page.
     picks: list[str | None] = [
         None if rng.random() < 0.1 else rng.choice(jobs) for _ in range(samples + LIST_WARMUP)
@@ -613,7 +617,17 @@ def measure_list(base: str, app, populator: Populator, samples: int, seed: int) 
             problem = _list_problem(response, expected, populator, start)
             if problem:
                 timings.mismatches.append(f"cursor after {after}: {problem}")
+            if number % BEFORE_EVERY == 0:
+                # The route before: one snapshot request per job of the same page.
+                specs = app.extensions["specs"].all()
+                before_ms, _ = timed(snapshots_one_by_one, gateway, expected, specs)
+                timings.before.append(before_ms)
     return timings
+
+
+def snapshots_one_by_one(gateway: DagsterGateway, job_ids: list[str], specs) -> list:
+    """What the route did before: one snapshot request per job."""
+    return [gateway.snapshot(job_id, specs) for job_id in job_ids]
 
 
 def _list_problem(
