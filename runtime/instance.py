@@ -16,7 +16,9 @@ import yaml
 
 from runtime import celery_config
 from wf_core import settings
+from wf_core import tags as t
 from wf_core.logging_json import dagster_python_logs
+from wf_store.migrations import upgrade as upgrade_state_db
 from wf_store.predictions import PredictionStore
 
 DEQUEUE_INTERVAL_SECONDS = 1
@@ -69,6 +71,32 @@ def pooled_postgres_storage(url: str) -> dict[str, Any]:
     }
 
 
+def runs_per_user(max_runs: int) -> int:
+    """Fair share: runs of one user in progress at once (MAX_RUNS_PER_USER; 0 turns the cap
+    off). By default one fewer than the queue's slots, so another user's run always finds
+    a slot one user's backlog cannot take: it waits for at most one run to end."""
+    raw = os.environ.get("MAX_RUNS_PER_USER")
+    return int(raw) if raw not in (None, "") else max(1, max_runs - 1)
+
+
+def tag_concurrency_limits(max_runs: int) -> list[dict[str, Any]]:
+    """The queue's tag limits: one run per job, and at most `runs_per_user` per user."""
+    limits: list[dict[str, Any]] = [
+        # At most one run of a job in progress, whoever launched it (bridge, retry
+        # sensor, an operator in Dagster's UI): every run of a job carries its
+        # partition tag.
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    ]
+    per_user = runs_per_user(max_runs)
+    if per_user > 0:
+        # Every run of a job carries its user's tag (wf_core.tags.job_tags); the queue
+        # skips a run whose user is at the cap and starts the next one that is not.
+        limits.append(
+            {"key": t.USER, "value": {"applyLimitPerUniqueValue": True}, "limit": per_user}
+        )
+    return limits
+
+
 def run_launcher_config() -> dict[str, Any]:
     """The prewarmed launcher (fast starts, health checks); RUN_LAUNCHER=default for Dagster's,
     RUN_LAUNCHER=celery for dagster-celery's on worker hosts (runtime/celery_config.py)."""
@@ -104,28 +132,18 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
         storage = {"storage": postgres_storage(pg_url)}
     else:
         storage = pooled_postgres_storage(pg_url)
+    max_runs = int(os.environ.get("MAX_CONCURRENT_RUNS") or MAX_CONCURRENT_RUNS)
     return {
         **storage,
         "run_coordinator": {
             "module": "dagster._core.run_coordinator",
             "class": "QueuedRunCoordinator",
             "config": {
-                "max_concurrent_runs": int(
-                    os.environ.get("MAX_CONCURRENT_RUNS") or MAX_CONCURRENT_RUNS
-                ),
+                "max_concurrent_runs": max_runs,
                 "dequeue_interval_seconds": DEQUEUE_INTERVAL_SECONDS,
                 # Launch dequeued runs in parallel: a launch waits on a process start.
                 "dequeue_use_threads": True,
-                # At most one run of a job in progress, whoever launched it (bridge,
-                # retry sensor, an operator in Dagster's UI): every run of a job
-                # carries its partition tag.
-                "tag_concurrency_limits": [
-                    {
-                        "key": "dagster/partition",
-                        "value": {"applyLimitPerUniqueValue": True},
-                        "limit": 1,
-                    }
-                ],
+                "tag_concurrency_limits": tag_concurrency_limits(max_runs),
             },
         },
         "run_launcher": run_launcher_config(),
@@ -177,6 +195,7 @@ def prepare_instance(home: Path | None = None) -> Path:
     # The engine's own tables (predictions, webhook deliveries), before anyone writes them.
     store = PredictionStore(settings.state_db_url(written.parent))
     store.create_schema()
+    upgrade_state_db(store.engine)  # the Alembic-migrated tables (credits, callbacks, keys)
     store.close()
     return written
 
