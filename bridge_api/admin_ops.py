@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app
 
 from bridge_api.dagster_gateway import DagsterGateway
+from bridge_api.errors import ApiError
 from bridge_api.execution_view import iso, job_state
 from bridge_api.predictions import prediction_store
 from wf_core import tags as t
@@ -76,9 +77,16 @@ def bulk(action: str, where: JobFilter, actor: str, dry_run: bool, limit: int) -
         except JobStateError as exc:
             result.skipped.append({"job_id": job.job_id, "reason": str(exc)})
             continue
+        except ApiError as exc:
+            result.skipped.append({"job_id": job.job_id, "reason": exc.message})
+            if exc.status >= 500:  # the orchestrator is unreachable: stop, report so far
+                break
+            continue
         result.acted += 1
         result.job_ids.append(job.job_id)
-        log.info("admin %s of job %s", action, job.job_id, extra={"job_id": job.job_id})
+        log.info(
+            "admin %s of job %s", action, job.job_id, extra={"job_id": job.job_id, "user": actor}
+        )
     return result
 
 

@@ -21,7 +21,7 @@ from resources.predictions import PredictionsResource
 from sensors.metrics_sensor import open_breakers
 from wf_core import alerting
 from wf_core import tags as t
-from wf_core.alerting import AlertSettings, Firing, RunOutcome, StuckStep
+from wf_core.alerting import AlertSettings, Announced, Firing, RunOutcome, StuckStep
 from wf_store.alerts import AlertStore
 from wf_store.retry_queue import RetryQueue
 
@@ -126,7 +126,9 @@ def evaluate_alerts(
     ]
     sent = []
     titles = {f.key: f.title for f in firing}
-    for message in alerting.transitions(store.announced(), firing, settings):
+    announced = {k: Announced(title, at) for k, (title, at) in store.announced().items()}
+    store.held([key for key in titles if key in announced], now)
+    for message in alerting.transitions(announced, firing, now, settings):
         if not channels.deliver(message):
             continue  # nothing took it: announced next tick instead
         if message.kind == "started":

@@ -4,7 +4,13 @@ follows starts and clears only, never the ticks in between."""
 from __future__ import annotations
 
 from wf_core import alerting
-from wf_core.alerting import AlertSettings, RunOutcome, StuckStep, alert_settings_from_env
+from wf_core.alerting import (
+    AlertSettings,
+    Announced,
+    RunOutcome,
+    StuckStep,
+    alert_settings_from_env,
+)
 
 S = AlertSettings(failure_min_runs=5, ui_url="http://ui")
 NOW = 1_000_000.0
@@ -50,18 +56,20 @@ def test_stuck_steps_breakers_and_queue_growth() -> None:
 
 def test_one_message_when_a_condition_starts_and_one_when_it_clears() -> None:
     firing = alerting.failure_rate(_runs("a", 3, 2), NOW, S)
-    [started] = alerting.transitions({}, firing, S)
+    [started] = alerting.transitions({}, firing, NOW, S)
     assert started.kind == "started" and started.subject == "ALERT: a: 60% of runs failed"
     assert "- job job-a-0: http://ui/runs/run-a-0" in started.text
-    announced = {started.key: firing[0].title}
-    assert alerting.transitions(announced, firing, S) == []  # still holds: nothing
-    [cleared] = alerting.transitions(announced, [], S)
+    announced = {started.key: Announced(firing[0].title, NOW)}
+    assert alerting.transitions(announced, firing, NOW + 30, S) == []  # still holds
+    # Gone for less than clear_after: not cleared yet (it may come straight back).
+    assert alerting.transitions(announced, [], NOW + S.clear_after - 1, S) == []
+    [cleared] = alerting.transitions(announced, [], NOW + S.clear_after, S)
     assert cleared.kind == "cleared" and cleared.text == "RESOLVED: a: 60% of runs failed"
 
 
 def test_a_long_job_list_is_cut() -> None:
     [firing] = alerting.failure_rate(_runs("a", 30, 0), NOW, S)
-    [message] = alerting.transitions({}, [firing], S)
+    [message] = alerting.transitions({}, [firing], NOW, S)
     assert message.text.count("- job ") == alerting.JOBS_SHOWN
     assert message.text.endswith("... and 20 more jobs")
 

@@ -206,6 +206,9 @@ def test_bulk_retry_touches_exactly_the_matching_jobs(env, jobs) -> None:
     assert done["matched"] == 1 and done["job_ids"] == [jobs["rejected"]]
     _wait(lambda: _status(env, jobs["rejected"]) == "completed", "the retried job to complete")
     assert _status(env, jobs["invalid"]) == "failed"
+    # The resume from its checkpoints is counted once the sensor folds it.
+    resumed = {"launched_by": "admin", "outcome": "success"}
+    _wait(lambda: total(scrape(env), "wf_resumes_total", **resumed) == 1, "the admin resume")
     # The CLI does the same through the same code: nothing left to retry for that filter.
     status, result = admin_cli(["retry", "--error-type", "content_rejected"], app=env["app"])
     assert status == 0 and result["acted"] == 0
@@ -276,7 +279,7 @@ def test_stuck_step_alert_fires_once_and_clears_once(env) -> None:
         assert started.startswith("ALERT: 1 steps running or waiting over 10 min")
         assert job_id in started and "waiting on local" in started
         _wait(lambda: _status(env, job_id) == "completed", "the slow job to complete")
-        clock[0] = time.time() + 700
+        clock[0] = time.time() + 700 + settings.clear_after
         tick()
         tick()
         assert webhook.texts()[1:] == [f"RESOLVED: {started.splitlines()[0][7:]}"]

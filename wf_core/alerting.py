@@ -30,6 +30,8 @@ class AlertSettings:
     breaker_open_after: float = 900.0
     queue_growth: int = 20
     queue_window: float = 900.0
+    # A condition clears only once it has not held for this long: no start/clear flapping.
+    clear_after: float = 300.0
     ui_url: str = "http://127.0.0.1:3000"
 
 
@@ -51,6 +53,7 @@ def alert_settings_from_env(env: Mapping[str, str] | None = None) -> AlertSettin
         breaker_open_after=num("ALERT_BREAKER_OPEN_SECONDS", base.breaker_open_after),
         queue_growth=int(num("ALERT_RETRY_QUEUE_GROWTH", base.queue_growth)),
         queue_window=num("ALERT_RETRY_QUEUE_WINDOW_SECONDS", base.queue_window),
+        clear_after=num("ALERT_CLEAR_AFTER_SECONDS", base.clear_after),
         ui_url=(env.get("DAGSTER_UI_URL") or base.ui_url).rstrip("/"),
     )
 
@@ -193,16 +196,24 @@ def queue_growing(samples: list[tuple[float, int]], now: float, s: AlertSettings
     ]
 
 
+@dataclass(frozen=True)
+class Announced:
+    """A condition announced as started: its title, and when it last held."""
+
+    title: str
+    last_held: float
+
+
 def transitions(
-    announced: Mapping[str, str], firing: Iterable[Firing], s: AlertSettings
+    announced: Mapping[str, Announced], firing: Iterable[Firing], now: float, s: AlertSettings
 ) -> list[Message]:
-    """Messages for conditions that started (not in `announced`, key -> title) and for
-    announced ones that hold no more."""
+    """Messages for conditions that started (not in `announced`) and for announced ones
+    that have not held for `clear_after` seconds."""
     current = {f.key: f for f in firing}
     messages = [_started(f, s) for key, f in sorted(current.items()) if key not in announced]
-    for key, title in sorted(announced.items()):
-        if key not in current:
-            text = f"RESOLVED: {title}"
+    for key, seen in sorted(announced.items()):
+        if key not in current and now - seen.last_held >= s.clear_after:
+            text = f"RESOLVED: {seen.title}"
             messages.append(Message(key, "cleared", text, text))
     return messages
 

@@ -16,12 +16,23 @@ class AlertStore:
         self.store = store
         self.engine = store.engine
 
-    def announced(self) -> dict[str, str]:
-        """Active alerts: key -> the title announced."""
+    def announced(self) -> dict[str, tuple[str, float]]:
+        """Active alerts: key -> (the title announced, when the condition last held)."""
         self.store.create_schema()
-        query = sa.select(alert_state.c.key, alert_state.c.summary).where(alert_state.c.active)
+        c = alert_state.c
+        query = sa.select(c.key, c.summary, c.updated_at).where(c.active)
         with self.engine.connect() as conn:
-            return {key: summary for key, summary in conn.execute(query)}
+            return {key: (summary, at) for key, summary, at in conn.execute(query)}
+
+    def held(self, keys: list[str], now: float) -> None:
+        """These active alerts' conditions still hold at `now`."""
+        if keys:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    alert_state.update()
+                    .where(alert_state.c.key.in_(keys), alert_state.c.active)
+                    .values(updated_at=now)
+                )
 
     def started(self, key: str, title: str, now: float) -> None:
         """`key` was announced as started."""
