@@ -656,17 +656,17 @@ def report_list(size: int, timings: ListTimings) -> None:
         f"  GET /workflows/jobs?limit={LIST_LIMIT}, {len(timings.ms)} pages "
         f"(first page and random cursors)      {stats_ms(timings.ms)}"
     )
-    counts = sorted(set(timings.requests))
-    print(
-        f"    GraphQL requests per page: {', '.join(str(c) for c in counts)}; each, as the bridge"
-    )
-    print("    waited for it:")
+    counts = ", ".join(str(c) for c in sorted(set(timings.requests)))
+    print(f"    GraphQL requests per page: {counts}; each kind, as the bridge waited for it:")
     for kind, values in timings.graphql.items():
         print(f"      {kind:44} {stats_ms(values)}  ({len(values)} sent)")
+    print(
+        f"    before: the same pages' snapshots, one request per job "
+        f"({len(timings.before)} pages) {stats_ms(timings.before)}"
+    )
     if timings.mismatches:
-        print(
-            f"    WRONG PAGE for {len(timings.mismatches)} requests, e.g. {timings.mismatches[0]}"
-        )
+        wrong = len(timings.mismatches)
+        print(f"    WRONG PAGE for {wrong} requests, e.g. {timings.mismatches[0]}")
     else:
         print("    every page answered 200 with the expected jobs, statuses and next_cursor")
 
