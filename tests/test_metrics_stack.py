@@ -44,6 +44,7 @@ def env(tmp_path_factory):
         "LOCAL_PROVIDER_FAULTS": str(faults),
         "RETRY_BACKOFF_BASE": "0.5",
         "RETRY_BACKOFF_CAP": "1",
+        "RETRY_QUOTA_COOLDOWN": "12",
     }
     with FakeSupabaseAuth() as auth, DagsterStack(root / "home", env=stack_env) as stack:
         app = create_app(
@@ -75,8 +76,8 @@ def _admin(env) -> dict:
     return _headers(env, app_metadata={"role": "admin", "provider": "email"})
 
 
-def _execute(env) -> str:
-    data = {"workflow_id": WORKFLOW, "file": (io.BytesIO(SAMPLE_IMAGE.read_bytes()), "a.jpg")}
+def _execute(env, workflow: str = WORKFLOW) -> str:
+    data = {"workflow_id": workflow, "file": (io.BytesIO(SAMPLE_IMAGE.read_bytes()), "a.jpg")}
     response = env["client"].post(
         "/workflows/execute", data=data, headers=_headers(env), content_type="multipart/form-data"
     )
@@ -269,6 +270,7 @@ def test_stuck_step_alert_fires_once_and_clears_once(env) -> None:
     job_id = _execute(env)
     parked = lambda: any(p.state == "parked" for p in store.for_job(job_id))  # noqa: E731
     _wait(parked, "the video step to wait on its provider")
+    assert total(scrape(env), "wf_jobs_waiting_on_provider", provider="local") == 1
     env["faults"].write_text("{}")
     clock = [time.time() + 700]  # ten minutes on, that step is stuck
     with WebhookReceiver() as webhook, SmtpReceiver() as smtp:
@@ -284,6 +286,24 @@ def test_stuck_step_alert_fires_once_and_clears_once(env) -> None:
         tick()
         assert webhook.texts()[1:] == [f"RESOLVED: {started.splitlines()[0][7:]}"]
         assert len(smtp.messages) == 2
+
+
+def test_breaker_and_retry_queue_gauges_follow_a_quota_outage(env) -> None:
+    quota = {"recraft-crisp-upscale": {"error_type": "quota_exceeded", "times": 1}}
+    env["faults"].write_text(json.dumps(quota))
+    job_id = _execute(env, "style-transfer-video")
+    breaker = {"breaker": "local/recraft-crisp-upscale"}
+
+    def outage():
+        now = scrape(env)
+        waiting = total(now, "wf_retries_waiting", reason="quota_exceeded")
+        return total(now, "wf_breaker_open", **breaker) == 1 and waiting == 1
+
+    _wait(outage, "the open breaker and the waiting retry in /metrics")
+    _wait(lambda: _status(env, job_id) == "completed", "the probe to complete the job")
+    closed = lambda: total(scrape(env), "wf_breaker_open", **breaker) == 0  # noqa: E731
+    _wait(closed, "the closed breaker in /metrics")
+    assert total(scrape(env), "wf_retries_waiting", reason="quota_exceeded") == 0
 
 
 def test_no_log_line_carries_a_token(env, jobs) -> None:
