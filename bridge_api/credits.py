@@ -105,6 +105,8 @@ def account():
         raise ApiError(400, "invalid_cursor", "limit and cursor must be whole numbers") from None
     if not 1 <= limit <= 200:
         raise ApiError(400, "invalid_limit", "limit must be between 1 and 200")
+    if before is not None and not 0 < before < 2**62:
+        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor of this route")
     store = credit_store()
     found = store.account(current_user())
     entries, cursor = store.entries(current_user(), limit, before)

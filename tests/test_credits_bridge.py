@@ -119,3 +119,8 @@ def test_the_cli_grants(tmp_path, capsys, monkeypatch) -> None:
     assert credits_cli(["grant", "user-a", "30", "--reference", "r1"]) == 0
     assert credits_cli(["grant", "user-a", "30", "--reference", "r1"]) == 0
     assert "balance 30, reserved 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=x", "cursor=-1", f"cursor={10**30}"])
+def test_bad_pages_are_400(app, query) -> None:
+    assert app.test_client().get(f"/credits?{query}", headers=bearer()).status_code == 400
