@@ -24,6 +24,7 @@ from resources.predictions import PredictionsResource
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.checkpoints import recorded_checkpoint
 from wf_assets.job_runs import load_job_state
+from wf_core.job_ids import job_id_created_at
 from wf_core.job_state import JobState
 from wf_core.specs import WorkflowSpec
 from wf_core.webhook_signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -47,7 +48,8 @@ def _iso(epoch: float) -> str:
 def job_document(
     instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str, state: JobState
 ) -> dict[str, Any]:
-    """The final job as a webhook carries it: status, steps, error and result."""
+    """The final job as a webhook carries it: the execution document's fields (API.md) as
+    the engine's instance knows them (each completed step's checkpoint, error, result)."""
     checkpoints = {}
     for index, step in enumerate(spec.steps):
         if step.name in state.completed:
@@ -57,18 +59,29 @@ def job_document(
                 "step_type": step.type,
                 "status": "completed",
                 "output": found.get("output"),
+                "started_at": found.get("started_at"),
                 "completed_at": found.get("completed_at"),
             }
     last = str(len(spec.steps) - 1)
     result = checkpoints[last]["output"] if state.status == "completed" else None
     error = state.error or None
+    names = [s.name for s in spec.steps]
+    current = names.index(state.next_steps[0]) if state.next_steps else len(names) - 1
+    try:
+        created_at: str | None = _iso(job_id_created_at(job_id))
+    except ValueError:
+        created_at = None
     return {
         "job_id": job_id,
         "workflow_id": spec.id,
         "id": state.latest.run_id if state.latest else None,
         "status": state.status,
+        "current_step": current,
         "total_steps": len(spec.steps),
         "checkpoints": checkpoints,
+        "can_retry": state.can_retry,
+        "retry_count": state.retry_count,
+        "created_at": created_at,
         "error_info": None
         if error is None
         else {
