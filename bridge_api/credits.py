@@ -21,7 +21,14 @@ from bridge_api.auth import current_user, require_user
 from bridge_api.errors import ApiError
 from bridge_api.predictions import prediction_store
 from wf_core.specs import WorkflowSpec
-from wf_store.credits import GRANT, CreditStore, Entry, InsufficientCredits, step_shares
+from wf_store.credits import (
+    GRANT,
+    CreditStore,
+    Entry,
+    HoldChanged,
+    InsufficientCredits,
+    step_shares,
+)
 
 bp = Blueprint("credits", __name__)
 
@@ -65,6 +72,8 @@ def reserve_for_retry(job_id: str, completed: Iterable[str]) -> None:
         credit_store().reserve_again(job_id, completed)
     except InsufficientCredits as exc:
         raise _refused(exc) from None
+    except HoldChanged:
+        raise ApiError(409, "invalid_state", "a retry of this job is already starting") from None
 
 
 def settle_job(job_id: str, completed: Iterable[str], final: str | None) -> None:

@@ -146,3 +146,29 @@ def test_entries_are_paged_newest_first(credits: CreditStore) -> None:
     assert [e.amount for e in page] == [5, 4, 3]
     rest, end = credits.entries("u", limit=3, before=cursor)
     assert [e.amount for e in rest] == [2, 1] and end is None
+
+
+def test_concurrent_retries_hold_once(credits: CreditStore) -> None:
+    from wf_store.credits import HoldChanged
+
+    credits.grant("u", 100, "welcome")
+    credits.reserve("u", "j1", "wf", SHARES)
+    credits.settle("j1", {"image_edit"}, "failed")
+    start = threading.Barrier(4)
+    outcomes: list[object] = []
+
+    def retry() -> None:
+        start.wait()
+        try:
+            outcomes.append(credits.reserve_again("j1", {"image_edit"}))
+        except HoldChanged:
+            outcomes.append("lost the race")
+
+    threads = [threading.Thread(target=retry) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(25) == 1
+    assert [e.step for e in credits.job_entries("j1") if e.kind == "reserve"] == ["#1", "#2"]
+    assert consistent(credits, "u") == (50, 25)

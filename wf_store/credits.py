@@ -47,6 +47,10 @@ class InsufficientCredits(Exception):
         self.required = required
 
 
+class HoldChanged(Exception):
+    """Another request re-held the job first (two retries at once); nothing was held."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One ledger row."""
@@ -213,6 +217,12 @@ class CreditStore:
         done = set(completed) | captured
         amount = sum(v for step, v in found.shares.items() if step not in done)
         number = found.hold + 1
+        try:
+            return self._hold_again(found, job_id, number, amount)
+        except IntegrityError:
+            raise HoldChanged(job_id) from None  # the other retry wrote hold #n first
+
+    def _hold_again(self, found: Hold, job_id: str, number: int, amount: int) -> int:
         with self.engine.begin() as conn:
             self._take(conn, found.user_id, amount)
             if amount:
@@ -227,7 +237,7 @@ class CreditStore:
                 .values(hold=number, open=True, next_check_at=self.clock())
             )
             if not moved.rowcount:
-                raise IntegrityError("hold changed meanwhile", None, Exception("race"))
+                raise HoldChanged(job_id)  # rolls back the `_take` above
         return amount
 
     def settle(self, job_id: str, completed: Iterable[str], final: str | None) -> list[Entry]:
