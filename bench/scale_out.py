@@ -102,6 +102,7 @@ class Side:
     walls: list[float] = field(default_factory=list)
     launch: list[float] = field(default_factory=list)
     execution: list[float] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)
     rates: dict[int, list[float]] = field(default_factory=dict)
     cpu: dict[int, list[float]] = field(default_factory=dict)
 
@@ -136,6 +137,9 @@ def sequential(side: Side, spec: WorkflowSpec) -> None:
     side.walls.append(timing.wall)
     side.launch.append(timing.started - timing.created)
     side.execution.append(timing.ended - timing.started)
+    # The launcher's own part: RUN_STARTING (the daemon hands the run over) to RUN_START.
+    launched = side.stack.instance.get_run_stats(timing.run_id).launch_time
+    side.started.append(timing.started - (launched or timing.created))
 
 
 def burst(side: Side, spec: WorkflowSpec, count: int) -> None:
@@ -160,6 +164,7 @@ def figures(side: Side) -> dict[str, float]:
         "submit->success median": statistics.median(side.walls),
         "submit->success p95": percentile(side.walls, 95),
         "submit->RUN_START median (queue + launch)": statistics.median(side.launch),
+        "RUN_STARTING->RUN_START median (launch only)": statistics.median(side.started),
         "RUN_START->RUN_SUCCESS median (3 steps)": statistics.median(side.execution),
     }
     for count, rates in side.rates.items():
@@ -172,7 +177,7 @@ def main() -> int:
     """Both launchers up at once; measurements alternate between them; one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10, help="sequential jobs each (10)")
-    parser.add_argument("--bursts", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--bursts", type=int, nargs="*", default=[20, 100])
     parser.add_argument("--repeat", type=int, default=2, help="bursts of each size (2)")
     parser.add_argument("--concurrency", type=int, default=MAX_CONCURRENT_RUNS)
     args = parser.parse_args()
