@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -41,7 +42,8 @@ def measure(n: int, capped: bool, slots: int, timeout: float) -> dict:
     os.environ["MAX_CONCURRENT_RUNS"] = str(slots)
     os.environ["MAX_RUNS_PER_USER"] = str(slots - 1) if capped else "0"
     spec = load_specs()["img-edit-to-video"]
-    with tempfile.TemporaryDirectory(prefix="fairness-") as root:
+    root = tempfile.mkdtemp(prefix="fairness-")
+    try:
         env = {"MEDIA_DIR": str(Path(root) / "media")}
         with DagsterStack(Path(root) / "home", env=env) as stack:
             stack.kill("daemon")
@@ -49,8 +51,10 @@ def measure(n: int, capped: bool, slots: int, timeout: float) -> dict:
             def submit(user: str) -> str:
                 return stack.launch_job(spec, str(uuid.uuid4()), SAMPLE, user=user)
 
+            filled = time.monotonic()
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(lambda _: submit("user-a"), range(n)))
+            filled = time.monotonic() - filled
             stack.restart("daemon")
             a_filter = dg.RunsFilter(tags={t.USER: "user-a"})
             while not any(r.start_time for r in stack.instance.get_run_records(a_filter)):
@@ -73,6 +77,9 @@ def measure(n: int, capped: bool, slots: int, timeout: float) -> dict:
                 for r in stack.instance.get_run_records(a_filter)
                 if r.start_time is not None and created < r.start_time < started
             ]
+    finally:
+        # A run worker stopped with the stack may still be writing its media.
+        shutil.rmtree(root, ignore_errors=True)
     return {
         "n": n,
         "per_user_cap": slots - 1 if capped else None,
@@ -80,6 +87,7 @@ def measure(n: int, capped: bool, slots: int, timeout: float) -> dict:
         "a_queued_when_b_came": queued,
         "a_started_while_b_waited": len(ahead),
         "b_wait_seconds": round(started - created, 2),
+        "queue_fill_seconds": round(filled, 1),
     }
 
 
