@@ -256,10 +256,10 @@ class DagsterGateway:
         """The user's first runs after `cursor` (up to limit + 1), and every run of theirs
         from the cursor down to the last of those, newest first.
 
-        The runs are read by their one `wf/user` tag and the first runs (attempt 1) kept
-        here: with a second tag and a cursor, SQLite picks a plan quadratic in the user's
-        runs (58 s at 10,000 jobs). One request unless retries are dense: each further
-        chunk of runs is twice as large.
+        The runs are read by their one `wf/user` tag and the first runs (attempt 1, not a
+        continuation) kept here: with a second tag and a cursor, SQLite picks a plan
+        quadratic in the user's runs (58 s at 10,000 jobs). One request unless retries
+        are dense: each further chunk of runs is twice as large.
         """
         tags = [{"key": t.USER, "value": user}]
         firsts: list[dict] = []
@@ -269,7 +269,11 @@ class DagsterGateway:
             data = self.query(USER_JOBS, {"tags": tags, "limit": size, "cursor": after})
             runs = _runs(data["runsOrError"])
             window.extend(runs)
-            firsts.extend(r for r in runs if _tag(r, t.ATTEMPT) == "1")
+            # A job's first run: attempt 1, and not a continuation of a parked step
+            # (continuations carry their attempt's number too).
+            firsts.extend(
+                r for r in runs if _tag(r, t.ATTEMPT) == "1" and _tag(r, t.CONTINUES) is None
+            )
             if len(runs) < size:
                 break
             size, after = size * 2, runs[-1]["runId"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge_api.dagster_gateway import DagsterGateway
 from runtime.stack import DagsterStack
 from wf_assets.job_runs import job_run_views, load_job_state
 from wf_core import tags as t
@@ -96,3 +97,6 @@ def test_a_waiting_job_holds_no_run_and_completes(
         ("image_edit", CONSUMED, "succeeded"),
         ("video_generation", CONSUMED, "succeeded"),
     ]
+    # The user's job list shows the job once, completed (its continuations are not jobs).
+    snapshots, _ = DagsterGateway(stack.graphql_url).jobs_page("parker", 10, None, {spec.id: spec})
+    assert [s.job_id for s in snapshots] == [job_id]
