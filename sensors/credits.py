@@ -5,6 +5,7 @@ from its runs and checkpoints (the same rules as everyone), captures the share o
 completed step and, once the job is completed, failed for good or cancelled, releases
 the rest and closes the hold. Every movement is keyed in the ledger, so a tick that
 repeats work (a daemon restarted mid-tick, a run SIGKILLed and resumed) changes nothing.
+It also deletes idempotency keys past their 24 h.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from wf_assets.job_runs import load_job_state
 from wf_core.job_ids import job_id_created_at
 from wf_core.specs import WorkflowSpec
 from wf_store.credits import CreditStore, Hold
+from wf_store.idempotency import IdempotencyStore
 
 CREDITS_SENSOR_NAME = "workflow_credits_sensor"
 FINAL = ("completed", "failed", "cancelled")
@@ -77,7 +79,9 @@ def evaluate_credits(
         except Exception:
             context.log.exception("job %s: credits not settled this tick", hold.job_id)
             store.check_later(hold.job_id, now + CHECK_WAITING_SECONDS)
-    return dg.SkipReason(f"{len(holds)} holds looked at, {closed} closed")
+    # Idempotency keys are answered again for 24 h only: older ones go (one indexed delete).
+    purged = IdempotencyStore(store.engine, clock=clock).purge()
+    return dg.SkipReason(f"{len(holds)} holds looked at, {closed} closed, {purged} keys purged")
 
 
 def make_credits_sensor(

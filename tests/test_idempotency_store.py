@@ -81,3 +81,15 @@ def test_concurrent_claims_have_one_winner(keys: IdempotencyStore) -> None:
     for thread in threads:
         thread.join()
     assert len(winners) == 1
+
+
+def test_purge_drops_answered_keys_past_the_day(keys: IdempotencyStore) -> None:
+    assert keys.claim("u", "old") is None
+    keys.answer("u", "old", 202, "{}")
+    assert keys.claim("u", "in-flight") is None  # never answered: left for its request
+    keys.clock.advance(DAY + 1)
+    assert keys.claim("u", "new") is None
+    keys.answer("u", "new", 202, "{}")
+    assert keys.purge() == 1
+    assert keys.get("u", "old") is None
+    assert keys.get("u", "new") is not None and keys.get("u", "in-flight") is not None
