@@ -214,14 +214,22 @@ class StreamHub:
 
     def subscribe(self, spec: WorkflowSpec, job_id: str) -> JobFeed:
         """The job's feed, started if no one watches the job yet."""
+        return self.join(spec, job_id)[0]
+
+    def join(self, spec: WorkflowSpec, job_id: str) -> tuple[JobFeed, int]:
+        """The job's feed (started if no one watches the job yet), and how many of its
+        entries were there before this watcher joined (none for a new feed)."""
         self._listen()
         with self.lock:
             feed = self.feeds.get(job_id)
             if feed is None or feed.spec.id != spec.id:
                 feed = self.feeds[job_id] = JobFeed(self, spec, job_id)
+                feed.watchers += 1
                 feed.start()
+                return feed, 0
             feed.watchers += 1
-            return feed
+            with feed.changed:
+                return feed, len(feed.entries)
 
     def unsubscribe(self, feed: JobFeed) -> None:
         """One watcher fewer; the last one stops the feed's poller."""
@@ -295,22 +303,24 @@ def watch(
     from bridge_api.stream import format_event
 
     yield "retry: 2000\n\n"
-    feed = hub.subscribe(spec, job_id)
+    feed, joined = hub.join(spec, job_id)
     try:
         position, last_write = 0, clock()
         while True:
             batch, ended = feed.read(position, max(0.0, heartbeat - (clock() - last_write)))
-            position += len(batch)
-            last_level = max((i for i, e in enumerate(batch) if e.level), default=-1)
-            for index, entry in enumerate(batch):
+            # Of the provider's readings from before this watcher joined, only the newest
+            # is sent (a level, not a history); every reading after it is.
+            levels = [position + i for i, e in enumerate(batch) if e.level]
+            newest_old = max((i for i in levels if i < joined), default=-1)
+            for index, entry in enumerate(batch, start=position):
                 if entry.event is not None and not delivered.has(entry.event.identity):
                     delivered.add(entry.event.identity)
                     yield format_event(delivered.encode(), entry.event.name, entry.event.data)
                     last_write = clock()
-                elif entry.level is not None and index == last_level:
-                    # A level, not a history: only the newest reading is worth sending.
+                elif entry.level is not None and (index >= joined or index == newest_old):
                     yield format_event(delivered.encode(), "progress", entry.level)
                     last_write = clock()
+            position += len(batch)
             if ended:
                 return
             if clock() - last_write >= heartbeat:
