@@ -70,9 +70,9 @@ FINAL = ("completed", "failed", "cancelled")
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
-def server_sql(statement: str) -> None:
+def server_sql(statement: str, server: str = PG_SERVER) -> None:
     """One statement on the server's maintenance connection."""
-    conn = psycopg2.connect(PG_SERVER)
+    conn = psycopg2.connect(server)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(statement)
@@ -80,14 +80,14 @@ def server_sql(statement: str) -> None:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database, dropped afterwards."""
-    name = f"wf_bench_{uuid.uuid4().hex[:10]}"
-    server_sql(f'CREATE DATABASE "{name}"')
+def fresh_database(server: str = PG_SERVER, prefix: str = "wf_bench") -> Iterator[str]:
+    """A new PostgreSQL database on `server`, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    server_sql(f'CREATE DATABASE "{name}"', server)
     try:
-        yield f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
+        yield f"{server.rsplit('/', 1)[0]}/{name}"
     finally:
-        server_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', server)
 
 
 @contextmanager

@@ -22,13 +22,12 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
+from inflight import fresh_database
 from procfs import tree_cpu_seconds
 from run_overhead import WORKFLOW_ID, percentile, run_burst, run_sequential
 
@@ -39,25 +38,6 @@ from wf_core.specs import WorkflowSpec, load_specs
 
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER = os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/10")
-
-
-def _server_sql(statement: str) -> None:
-    conn = psycopg2.connect(PG_SERVER)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(statement)
-    conn.close()
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database for one launcher's stack, dropped afterwards."""
-    name = f"wf_scale_{uuid.uuid4().hex[:10]}"
-    _server_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
-    finally:
-        _server_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -110,7 +90,7 @@ class Side:
 @contextmanager
 def start_side(launcher: str, root: Path, concurrency: int) -> Iterator[Side]:
     """A database, a stack and (celery) a worker host for one launcher."""
-    with fresh_database() as pg:
+    with fresh_database(PG_SERVER, "wf_scale") as pg:
         env = {
             "RUN_LAUNCHER": launcher,
             "DAGSTER_PG_URL": pg,
