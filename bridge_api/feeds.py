@@ -212,10 +212,6 @@ class StreamHub:
 
         return release
 
-    def subscribe(self, spec: WorkflowSpec, job_id: str) -> JobFeed:
-        """The job's feed, started if no one watches the job yet."""
-        return self.join(spec, job_id)[0]
-
     def join(self, spec: WorkflowSpec, job_id: str) -> tuple[JobFeed, int]:
         """The job's feed (started if no one watches the job yet), and how many of its
         entries were there before this watcher joined (none for a new feed)."""

@@ -314,7 +314,7 @@ def test_dagsters_run_event_notifications_wake_the_feed(tmp_path) -> None:
     app.extensions["dagster"] = gateway
     hub = app.extensions["streams"]
     spec = app.extensions["specs"].get(WORKFLOW)
-    feed = hub.subscribe(spec, gateway.job_id)
+    feed, _ = hub.join(spec, gateway.job_id)
     try:
         _until(lambda: hub.notified() and feed.polls == 1 and "run-1" in hub.by_run)
         conn = psycopg2.connect(PG_SERVER_URL)
