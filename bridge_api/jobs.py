@@ -41,16 +41,27 @@ def catalog() -> SpecCatalog:
     return current_app.extensions["specs"]
 
 
+def job_not_found(job_id: str) -> ApiError:
+    """The one answer for a job that is missing or someone else's."""
+    return ApiError(404, "job_not_found", f"No job {job_id}")
+
+
+def owned_spec(job_id: str, owner: str | None, workflow_id: str | None) -> WorkflowSpec:
+    """The workflow of a job with this owner and workflow, when the caller owns it."""
+    spec = catalog().get(workflow_id) if workflow_id else None
+    if spec is None or owner != current_user():
+        raise job_not_found(job_id)
+    return spec
+
+
 def load_owned_job(job_id: str) -> tuple[WorkflowSpec, JobSnapshot]:
     """The caller's job; anyone else's, or none, is the same 404."""
-    not_found = ApiError(404, "job_not_found", f"No job {job_id}")
     if not is_job_id(job_id):
-        raise not_found
+        raise job_not_found(job_id)
     snapshot = gateway().snapshot(job_id, catalog().all())
-    spec = catalog().get(snapshot.workflow_id)
-    if spec is None or not snapshot.runs or snapshot.owner != current_user():
-        raise not_found
-    return spec, snapshot
+    if not snapshot.runs:
+        raise job_not_found(job_id)
+    return owned_spec(job_id, snapshot.owner, snapshot.workflow_id), snapshot
 
 
 def _form_options(spec: WorkflowSpec) -> dict:

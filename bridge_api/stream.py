@@ -26,11 +26,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from bridge_api.auth import current_user, require_user
+from bridge_api.auth import require_user
 from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.errors import ApiError
 from bridge_api.execution_view import job_state, next_retry_at
 from bridge_api.feeds import StreamHub, StreamsFull, client_gone, watch
+from bridge_api.jobs import catalog, gateway, job_not_found, owned_spec
 from bridge_api.predictions import predictions_of, waiting_prediction
 from wf_core import tags as t
 from wf_core.job_ids import is_job_id
@@ -263,22 +264,16 @@ def _order(event: Event) -> SortKey:
 def _owned_spec(hub: StreamHub, job_id: str) -> WorkflowSpec:
     """The caller's job's workflow, as `load_owned_job` decides, with the job's owner read
     once per process: a thousand watchers arriving at once cost Dagster one read."""
-    not_found = ApiError(404, "job_not_found", f"No job {job_id}")
     if not is_job_id(job_id):
-        raise not_found
+        raise job_not_found(job_id)
 
     def load() -> tuple[str | None, str | None]:
-        gateway: DagsterGateway = current_app.extensions["dagster"]
-        snapshot = gateway.snapshot(job_id, current_app.extensions["specs"].all())
+        snapshot = gateway().snapshot(job_id, catalog().all())
         if not snapshot.runs:
-            raise not_found
+            raise job_not_found(job_id)
         return snapshot.owner, snapshot.workflow_id
 
-    owner, workflow_id = hub.owners.get(job_id, load)
-    spec = current_app.extensions["specs"].get(workflow_id) if workflow_id else None
-    if spec is None or owner != current_user():
-        raise not_found
-    return spec
+    return owned_spec(job_id, *hub.owners.get(job_id, load))
 
 
 @bp.get("/jobs/<job_id>/stream")
