@@ -24,6 +24,7 @@ from sensors.alerts import make_alerts_sensor
 from sensors.callbacks import make_callbacks_sensor
 from sensors.credits import make_credits_sensor
 from sensors.metrics_sensor import make_metrics_sensor
+from sensors.owners import make_owners_sensor, owner_settings_from_env
 from sensors.parked_steps import make_parked_steps_sensor
 from sensors.retry_sensor import make_retry_sensor
 from wf_assets.checkpoints import CheckpointIOManager
@@ -34,6 +35,7 @@ from wf_core.logging_json import install_json_logging
 from wf_core.polling import poll_settings_from_env
 from wf_core.retry_policy import RetrySettings, retry_settings_from_env
 from wf_core.specs import WorkflowSpec, load_specs
+from wf_store.spec_versions import with_retired
 
 
 def build_model_provider() -> ModelProvider:
@@ -126,6 +128,7 @@ def build_definitions(
         sensors=[
             make_retry_sensor(specs, jobs, retry_settings or retry_settings_from_env()),
             make_parked_steps_sensor(specs, jobs),
+            make_owners_sensor(specs, jobs, owner_settings_from_env()),
             make_credits_sensor(specs),
             make_callbacks_sensor(specs),
             make_metrics_sensor(specs),
@@ -139,4 +142,7 @@ def build_definitions(
 
 if (os.environ.get("LOG_FORMAT") or "").lower() == "json":
     install_json_logging()  # this process's own Python loggers as JSON lines (runs: dagster.yaml)
-defs = build_definitions(load_specs())
+# The spec files' valid workflows (a bad file is logged and skipped), and any removed
+# workflow whose open jobs still run on it. The shared code server reloads this module
+# when a spec file changes (runtime.code_server).
+defs = build_definitions(with_retired(load_specs(), settings.state_db_url()))

@@ -24,6 +24,7 @@ from wf_core import tags as t
 from wf_core.alerting import AlertSettings, Announced, Firing, RunOutcome, StuckStep
 from wf_store.alerts import AlertStore
 from wf_store.retry_queue import RetryQueue
+from wf_store.spec_versions import SpecVersions
 
 ALERTS_SENSOR_NAME = "workflow_alerts_sensor"
 MAX_RUNS = 5000
@@ -123,6 +124,17 @@ def evaluate_alerts(
             {k: b.opened_at for k, b in open_breakers(instance).breakers.items()}, now, settings
         ),
         *alerting.queue_growing(samples, now, settings),
+        *alerting.ownerless_jobs(
+            [
+                (e.job_id, e.action, e.at)
+                for e in SpecVersions(queue.store).owner_events(
+                    since=now - settings.ownerless_window
+                )
+                if e.action != "finished"
+            ],
+            now,
+            settings,
+        ),
     ]
     sent = []
     titles = {f.key: f.title for f in firing}

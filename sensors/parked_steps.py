@@ -20,12 +20,14 @@ import dagster as dg
 
 from resources.model_provider import ModelProvider, ProviderPrediction
 from resources.predictions import PredictionsResource
+from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_core import tags as t
 from wf_core.polling import PollSettings, next_poll_at
 from wf_core.run_config import config_for_steps
-from wf_core.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec, continuation_problem
 from wf_store.predictions import Prediction, PredictionStore
+from wf_store.spec_versions import SpecVersions
 
 PARKED_STEPS_SENSOR_NAME = "parked_steps_sensor"
 POLL_THREADS = 8
@@ -125,13 +127,27 @@ def evaluate_parked(
     _cancel_requested(store, provider, settings.cancel_batch, context.log)
     poll_due(store, provider, settings, webhooks, now, context.log)
     requests, handed = [], []
+    versions = SpecVersions(store)
     ready = store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after, now)
     for row in ready:
-        spec = specs.get(row.workflow_id)
-        if spec is None:
-            store.abandon(row.id, f"workflow {row.workflow_id} is no longer defined")
+        current = specs.get(row.workflow_id)
+        if current is None:
+            # Never thrown away: a paid output waits (its row stays `completed`) until a
+            # load of the code location defines its workflow again; the owner check
+            # counts and reports the job meanwhile.
+            context.log.warning(
+                f"prediction {row.id}: workflow {row.workflow_id} is not loaded here; kept"
+            )
             continue
+        spec = versions.spec_for_job(row.job_id) or current
         parent = context.instance.get_run_by_id(row.run_id) if row.run_id else None
+        steps = [s.name for s in spec.steps if s.name in spec.downstream_of({row.step})]
+        problem = continuation_problem(spec, current, steps)
+        if problem:
+            context.log.warning(f"job {row.job_id} cannot continue: {problem}")
+            store.abandon(row.id, f"its job cannot continue: {problem}")
+            requests.append(end_job_request(current, row.job_id, parent, problem, store))
+            continue
         requests.append(continuation_request(spec, row, parent))
         handed.append(row.id)
     store.hand_off(handed, now)

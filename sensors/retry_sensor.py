@@ -31,6 +31,7 @@ import dagster as dg
 from resources.model_provider import ModelProvider
 from resources.predictions import PredictionsResource
 from sensors.crash_detector import crash_tags, fail_dead_runs
+from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import job_run_views, load_job_state, run_view
 from wf_core import tags as t
@@ -38,8 +39,9 @@ from wf_core.circuit_breaker import BreakerBoard
 from wf_core.control import plan_retry
 from wf_core.job_state import ACTIVE, JobState, RunView
 from wf_core.retry_policy import Decision, RetrySettings, decide, fallback_model, quota_key
-from wf_core.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec, continuation_problem
 from wf_store.retry_queue import RetryQueue, Waiting
+from wf_store.spec_versions import SpecVersions
 
 RETRY_SENSOR_NAME = "workflow_retry_sensor"
 PAGE = 500
@@ -272,7 +274,16 @@ def _decide_row(instance, queue, row, specs, provider, settings, board, cursor, 
         return None
     with _one_job(log, record.dagster_run):
         request, check_at = _consider(
-            instance, record.dagster_run, specs, provider, settings, board, cursor, now, log
+            instance,
+            queue.store,
+            record.dagster_run,
+            specs,
+            provider,
+            settings,
+            board,
+            cursor,
+            now,
+            log,
         )
         if check_at is None:
             queue.remove([row.run_id])
@@ -284,7 +295,7 @@ def _decide_row(instance, queue, row, specs, provider, settings, board, cursor, 
 
 
 def _consider(
-    instance, run, specs, provider, settings, board, cursor, now, log
+    instance, store, run, specs, provider, settings, board, cursor, now, log
 ) -> tuple[dg.RunRequest | None, float | None]:
     """The retry request for a waiting run, if it goes now, and when to look at it
     again (None: it waits no more)."""
@@ -293,6 +304,7 @@ def _consider(
     if spec is None:
         instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
         return None, None
+    current, spec = spec, SpecVersions(store).spec_for_job(job_id) or spec
     state = load_job_state(instance, spec, job_id, failure_details=False)
     latest = state.latest
     if latest is None or latest.run_id != run.run_id:
@@ -321,6 +333,11 @@ def _consider(
         if run.tags.get(t.ERROR_TYPE) == "invalid_key" and later is None:
             later = now + settings.auth_check_interval
         return None, later or now + RECHECK_SECONDS
+    problem = continuation_problem(spec, current, state.next_steps)
+    if problem:
+        log.warning(f"job {job_id} cannot continue: {problem}")
+        instance.add_run_tags(run.run_id, {t.RETRY_STATE: t.RETRY_DONE})
+        return end_job_request(current, job_id, run, problem, store), None
     if decision.probe_key:
         board.start_probe(decision.probe_key, job_id, latest.attempt + 1, now)
     log.info(f"job {job_id}: retrying {state.failed_step} ({decision.reason})")

@@ -22,9 +22,11 @@ from wf_assets.partitions import jobs_partitions
 from wf_assets.step_guard import check_run_may_proceed
 from wf_core import tags as t
 from wf_core.errors import HardError, classify
+from wf_core.models import MODELS
 from wf_core.progress import ProgressGate
-from wf_core.specs import StepSpec, WorkflowSpec
+from wf_core.specs import StepSpec, WorkflowSpec, continuation_problem
 from wf_core.tags import failure_tags
+from wf_store.spec_versions import SpecVersions
 
 CHECKPOINT_IO_KEY = "checkpoint_io"
 
@@ -47,13 +49,42 @@ def _resolve_options(spec: WorkflowSpec, step: StepSpec, config: StepConfig) -> 
     supported = spec.supported_models.get(step.name, [])
     if config.model and config.model not in supported:
         raise HardError("invalid_input", f"model {config.model!r} is not supported by {step.name}")
+    if model and model not in MODELS:
+        raise HardError("spec_changed", f"model {model!r} of {step.name} is no longer available")
     prompt = config.prompt if config.prompt is not None else spec.default_prompts.get(step.name)
     return model, prompt
 
 
+def pinned_spec(
+    context: dg.AssetExecutionContext, versions: SpecVersions, current: WorkflowSpec, job_id: str
+) -> WorkflowSpec:
+    """The spec version the job runs on; a job without a pin is pinned to `current` now."""
+    pinned = versions.spec_for_job(job_id)
+    if pinned is not None:
+        return pinned
+    user = context.run.tags.get(t.USER, "unknown")
+    pin = versions.pin(job_id, current, user, None)
+    return versions.version(pin.digest) or current
+
+
+def _step_of_version(
+    context: dg.AssetExecutionContext, pinned: WorkflowSpec, current: WorkflowSpec, name: str
+) -> StepSpec:
+    """The step as the job's version declares it, if this code can still run it."""
+    if context.run.tags.get(t.END_REASON):
+        raise HardError("spec_changed", context.run.tags[t.END_REASON])
+    problem = continuation_problem(pinned, current, [name])
+    if problem:
+        raise HardError("spec_changed", f"This job's workflow changed: {problem}")
+    return pinned.step(name)
+
+
 def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
-    """One step as an asset partitioned by job id; its materialization is the checkpoint."""
-    kind = STEP_KINDS[step.kind]
+    """One step as an asset partitioned by job id; its materialization is the checkpoint.
+
+    The asset's shape (key, inputs) is the current spec's; what the step does (kind,
+    model, prompt, fallbacks) is the version its job is pinned to.
+    """
     index = spec.step_index(step.name)
     upstream_steps = spec.inputs_of(step)
     ins = {name: dg.AssetIn(key=asset_key_for(spec, name)) for name in upstream_steps}
@@ -86,6 +117,13 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             # Lets the retry sensor tell a dead run worker from a slow one.
             context.instance.add_run_tags(context.run_id, {t.WORKER: worker_identity()})
         check_run_may_proceed(context.instance, spec, job_id, context.run_id, step.name)
+        model = None
+        try:
+            job_spec = pinned_spec(context, SpecVersions(predictions.store()), spec, job_id)
+            job_step = _step_of_version(context, job_spec, spec, step.name)
+        except Exception as exc:
+            raise _step_failure(context, spec, step, exc, started_at, (None, None)) from exc
+        kind = STEP_KINDS[job_step.kind]
         earlier = _earlier_checkpoint(context, spec, step) if kind.needs_model else None
         if earlier is not None:
             # Two of our runs met at this step (a crashed run's retry and the continuation
@@ -93,16 +131,15 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             context.log.info(f"{step.name} already has its checkpoint: reused, not run again")
             yield dg.Output(earlier, metadata={"checkpoint": dg.MetadataValue.json(earlier)})
             return
-        model = None
         try:
-            model, prompt = _resolve_options(spec, step, config)
+            model, prompt = _resolve_options(job_spec, job_step, config)
             ctx = StepContext(
                 job_id=job_id,
                 step=step.name,
                 model=model if kind.needs_model else None,
                 prompt=prompt,
                 upstream=[
-                    Upstream(name, spec.step(name).kind, upstream[name]["output"])
+                    Upstream(name, job_spec.step(name).kind, upstream[name]["output"])
                     for name in upstream_steps
                 ],
                 provider=model_provider,
@@ -130,7 +167,7 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             "step_name": step.name,
             "step_index": index,
             "step_type": step.type,
-            "kind": step.kind,
+            "kind": job_step.kind,
             "output": output,
             "run_id": context.run_id,
             "started_at": started_at,

@@ -32,6 +32,8 @@ class AlertSettings:
     queue_window: float = 900.0
     # A condition clears only once it has not held for this long: no start/clear flapping.
     clear_after: float = 300.0
+    # A job found without an owner keeps its alert up this long after the last one.
+    ownerless_window: float = 900.0
     ui_url: str = "http://127.0.0.1:3000"
 
 
@@ -54,6 +56,7 @@ def alert_settings_from_env(env: Mapping[str, str] | None = None) -> AlertSettin
         queue_growth=int(num("ALERT_RETRY_QUEUE_GROWTH", base.queue_growth)),
         queue_window=num("ALERT_RETRY_QUEUE_WINDOW_SECONDS", base.queue_window),
         clear_after=num("ALERT_CLEAR_AFTER_SECONDS", base.clear_after),
+        ownerless_window=num("ALERT_OWNERLESS_WINDOW_SECONDS", base.ownerless_window),
         ui_url=(env.get("DAGSTER_UI_URL") or base.ui_url).rstrip("/"),
     )
 
@@ -192,6 +195,25 @@ def queue_growing(samples: list[tuple[float, int]], now: float, s: AlertSettings
             f"Retry queue grew from {first} to {last}",
             f"{last - first} more failed runs waiting for a retry in the last "
             f"{s.queue_window / 60:g} min",
+        )
+    ]
+
+
+def ownerless_jobs(
+    found: Iterable[tuple[str, str, float]], now: float, s: AlertSettings
+) -> list[Firing]:
+    """Jobs the owner check found without an owner (job id, action, when) in the window."""
+    recent = sorted((x for x in found if now - x[2] <= s.ownerless_window), key=lambda x: x[2])
+    if not recent:
+        return []
+    failed = sum(1 for _, action, _ in recent if action == "failed")
+    return [
+        Firing(
+            "jobs_without_owner",
+            f"{len(recent)} jobs found without an owner",
+            f"{len(recent) - failed} handed back to a run, {failed} failed, in the last "
+            f"{s.ownerless_window / 60:g} min; the latest is job {recent[-1][0]}",
+            tuple((job_id, None) for job_id, _, _ in recent),
         )
     ]
 

@@ -19,6 +19,7 @@ PermanentErrorType = Literal[
     "unsupported_type",
     "model_not_found",
     "content_rejected",
+    "spec_changed",
     "internal",
 ]
 ErrorType = Literal[RetryableErrorType, PermanentErrorType]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -231,11 +235,86 @@ def load_spec(path: Path) -> WorkflowSpec:
     return spec
 
 
-def load_specs(directory: Path | None = None) -> dict[str, WorkflowSpec]:
-    """Every `*.yaml` spec in `directory` (default: settings.specs_dir()), keyed by id."""
+@dataclass(frozen=True)
+class SpecDir:
+    """What a spec folder holds: the valid specs by id, and each bad file's error."""
+
+    specs: dict[str, WorkflowSpec]
+    errors: list[SpecError] = field(default_factory=list)
+
+
+def read_spec_dir(directory: Path | None = None) -> SpecDir:
+    """Every valid `*.yaml` spec in `directory`; a bad file is reported, never fatal to others."""
     directory = directory or settings.specs_dir()
     specs: dict[str, WorkflowSpec] = {}
+    errors: list[SpecError] = []
     for path in sorted(directory.glob("*.yaml")):
-        spec = load_spec(path)
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            errors.append(exc)
+            _log.error("spec file skipped: %s", exc)
+            continue
+        except OSError as exc:  # removed between the listing and the read
+            errors.append(SpecError(path, "<file>", f"unreadable: {exc.strerror}"))
+            continue
         specs[spec.id] = spec
-    return specs
+    return SpecDir(specs, errors)
+
+
+def load_specs(directory: Path | None = None) -> dict[str, WorkflowSpec]:
+    """Every valid spec in `directory` (default: settings.specs_dir()), keyed by id."""
+    return read_spec_dir(directory).specs
+
+
+def load_specs_strict(directory: Path | None = None) -> dict[str, WorkflowSpec]:
+    """Every spec in `directory`; the first bad file raises its SpecError (checks, CI)."""
+    found = read_spec_dir(directory)
+    if found.errors:
+        raise found.errors[0]
+    return found.specs
+
+
+def spec_digest(spec: WorkflowSpec) -> str:
+    """The version of a spec: a digest of its content (same content, same version)."""
+    body = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def spec_from_snapshot(snapshot: dict[str, Any]) -> WorkflowSpec:
+    """A stored snapshot back as a spec (its own checks not re-run: it ran once)."""
+    return WorkflowSpec.model_validate(snapshot)
+
+
+def continuation_problem(
+    pinned: WorkflowSpec, current: WorkflowSpec | None, steps: list[str]
+) -> str | None:
+    """Why the running code cannot continue `steps` of a job pinned to `pinned`, or None.
+
+    A job runs its remaining steps on its own version; the code location must still
+    have each of those steps with the same kind and inputs, its kind registered, and
+    its models known.
+    """
+    if current is None:
+        return f"workflow {pinned.id!r} is no longer defined"
+    for name in steps:
+        old = pinned.step(name)
+        try:
+            new = current.step(name)
+        except KeyError:
+            return f"step {name!r} of workflow {pinned.id!r} no longer exists"
+        if (new.kind, new.type, current.inputs_of(new)) != (
+            old.kind,
+            old.type,
+            pinned.inputs_of(old),
+        ):
+            return f"step {name!r} of workflow {pinned.id!r} changed shape"
+        if old.kind not in STEP_KINDS:
+            return f"step kind {old.kind!r} is no longer registered"
+        for model in [m for m in (old.default_model, *old.fallback_models) if m]:
+            if model not in MODELS:
+                return f"model {model!r} of step {name!r} is no longer available"
+    return None
+
+
+_log = logging.getLogger(__name__)

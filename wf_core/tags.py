@@ -49,6 +49,10 @@ PRIORITY = "dagster/priority"
 CONTINUATION_PRIORITY = "10"
 # Dagster's own tag on a re-execution launched from its UI.
 DAGSTER_PARENT_RUN = "dagster/parent_run_id"
+# The spec version a job runs on (a digest; see wf_store.spec_versions).
+SPEC_VERSION = "wf/spec_version"
+# Set on a run launched only to end a job its code can no longer continue: the reason.
+END_REASON = "wf/end_reason"
 
 
 def job_tags(

@@ -23,6 +23,7 @@ from wf_store.schema import (
     metric_folded,
     metric_series,
     metric_state,
+    owner_events,
     predictions,
     waiting,
 )
@@ -100,6 +101,11 @@ METRICS: dict[str, MetricDef] = {
         ),
         MetricDef("wf_jobs_waiting_on_provider", GAUGE, "Steps waiting on a provider's answer."),
         MetricDef("wf_retries_waiting", GAUGE, "Failed runs waiting for a retry, by error type."),
+        MetricDef(
+            "wf_jobs_ownerless_total",
+            COUNTER,
+            "Jobs the owner check found without an owner, by what it did (repaired, failed).",
+        ),
     )
 }
 
@@ -253,6 +259,11 @@ class MetricsStore:
                     at_provider[provider] = at_provider.get(provider, 0) + count
             for reason, count in conn.execute(by_reason):
                 found.append(Series("wf_retries_waiting", {"reason": reason}, count))
+            by_action = sa.select(owner_events.c.action, sa.func.count()).group_by(
+                owner_events.c.action
+            )
+            for action, count in conn.execute(by_action):
+                found.append(Series("wf_jobs_ownerless_total", {"action": action}, count))
         found += [
             Series("wf_jobs_waiting_on_provider", {"provider": p}, n)
             for p, n in sorted(at_provider.items())

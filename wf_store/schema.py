@@ -114,3 +114,40 @@ alert_state = sa.Table(
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+# Every version of a spec a job ran on: its digest and its content, written once.
+spec_versions = sa.Table(
+    "wf_spec_versions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("workflow_id", sa.String(120), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+# The version each job is pinned to (and what it was asked to do), while it is unfinished.
+job_specs = sa.Table(
+    "wf_job_specs",
+    metadata,
+    sa.Column("job_id", sa.String(80), primary_key=True),
+    sa.Column("workflow_id", sa.String(120), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("run_config", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # Set once the owner check sees the job in a final state.
+    sa.Column("finished_at", sa.Float, nullable=True),
+    # When the owner check first found the job with no owner (cleared when it has one).
+    sa.Column("ownerless_since", sa.Float, nullable=True),
+    sa.Index("ix_wf_job_specs_open", "finished_at", "created_at"),
+)
+# What the owner check did about a job found without an owner (the admin history reads it).
+owner_events = sa.Table(
+    "wf_owner_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(80), nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),  # repaired | failed | finished
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_wf_owner_events_job", "job_id"),
+    sa.Index("ix_wf_owner_events_at", "at"),
+)
