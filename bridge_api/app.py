@@ -18,8 +18,10 @@ from bridge_api.forms import LimitedFormRequest
 from bridge_api.limits import init_limits, storage_uri_from_env
 from bridge_api.logging_json import init_logging
 from bridge_api.page import init_page
+from bridge_api.predictions import prediction_store
 from wf_core import settings
 from wf_core.webhook_signature import secret_key
+from wf_store.spec_versions import SpecVersions
 
 
 def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
@@ -85,7 +87,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_limits(app)
     register_error_handlers(app)
     app.extensions["dagster"] = DagsterGateway(app.config["DAGSTER_GRAPHQL_URL"])
-    app.extensions["specs"] = SpecCatalog(app.config["SPECS_DIR"])
+    gateway = app.extensions["dagster"]
+    app.extensions["specs"] = SpecCatalog(
+        app.config["SPECS_DIR"],
+        loaded_jobs=gateway.job_names,
+        versions=lambda: SpecVersions(prediction_store()),
+    )
     app.extensions["retry_settings"] = retry_settings_from_env()
     app.extensions["streams"] = StreamHub(app, app.config["MAX_STREAMS"])
     for blueprint in (workflows.bp, jobs.bp, stream.bp, hooks.bp, meta.bp):

@@ -122,6 +122,14 @@ class DagsterGateway:
             raise ApiError(502, "orchestrator_error", "The orchestrator refused the request")
         return body["data"]
 
+    def job_names(self) -> set[str]:
+        """The jobs the orchestrator's code location defines right now (what it can run)."""
+        data = self.query(JOB_NAMES_DOCUMENT, {"selector": _repo()["selector"]})
+        repo = data["repositoryOrError"]
+        if repo.get("__typename") != "Repository":
+            return set()  # the location is loading or failed: nothing runnable yet
+        return {job["name"] for job in repo["jobs"]}
+
     def reachable(self) -> bool:
         """Whether dagster-webserver answers."""
         try:
@@ -402,6 +410,15 @@ class DagsterGateway:
         if connection.get("__typename") != "EventConnection":
             return [], after
         return connection["events"], connection["cursor"]
+
+
+JOB_NAMES_DOCUMENT = """
+query JobNames($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    __typename ... on Repository { jobs { name } }
+  }
+}
+"""
 
 
 def _not_started() -> ApiError:

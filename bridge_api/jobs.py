@@ -24,8 +24,9 @@ from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
 from wf_core.job_ids import is_job_id, new_job_id
 from wf_core.job_state import STOPPABLE, duplicate_of
 from wf_core.run_config import OptionsError, build_run_config, validate_options
-from wf_core.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec, continuation_problem, spec_digest
 from wf_core.tags import cancel_description
+from wf_store.spec_versions import SpecVersions
 from wf_store.uploads import UploadStore, uploads_in_db
 
 bp = Blueprint("jobs", __name__, url_prefix="/workflows")
@@ -47,18 +48,25 @@ def job_not_found(job_id: str) -> ApiError:
 
 
 def owned_spec(job_id: str, owner: str | None, workflow_id: str | None) -> WorkflowSpec:
-    """The workflow of a job with this owner and workflow, when the caller owns it."""
-    spec = catalog().get(workflow_id) if workflow_id else None
+    """The spec version of a job with this owner and workflow, when the caller owns it."""
+    spec = catalog().for_job(job_id, workflow_id) if workflow_id else None
     if spec is None or owner != current_user():
         raise job_not_found(job_id)
     return spec
+
+
+def job_specs(job_id: str) -> dict[str, WorkflowSpec]:
+    """The specs to read one job with: its own pinned version over the current ones."""
+    specs = catalog().readable()
+    pinned = catalog().for_job(job_id, None)
+    return {**specs, pinned.id: pinned} if pinned is not None else specs
 
 
 def load_owned_job(job_id: str) -> tuple[WorkflowSpec, JobSnapshot]:
     """The caller's job; anyone else's, or none, is the same 404."""
     if not is_job_id(job_id):
         raise job_not_found(job_id)
-    snapshot = gateway().snapshot(job_id, catalog().all())
+    snapshot = gateway().snapshot(job_id, job_specs(job_id))
     if not snapshot.runs:
         raise job_not_found(job_id)
     return owned_spec(job_id, snapshot.owner, snapshot.workflow_id), snapshot
@@ -109,6 +117,14 @@ def _start_job() -> tuple[dict, int]:
     spec = catalog().get(workflow_id)
     if spec is None or not spec.enabled:
         raise ApiError(404, "workflow_not_found", f"No workflow {workflow_id!r}")
+    if workflow_id not in catalog().runnable():
+        # A file the orchestrator has not loaded yet (it reloads within seconds).
+        raise ApiError(
+            503,
+            "workflow_loading",
+            f"Workflow {workflow_id!r} is being loaded; try again shortly",
+            headers={"Retry-After": "2"},
+        )
     options = _form_options(spec)
     upload = request.files.get("file")
     if upload is None:
@@ -128,19 +144,22 @@ def _start_job() -> tuple[dict, int]:
         settle_job(job_id, (), "not_started")
         forget_job(job_id, callback_url)
         raise
+    run_config = build_run_config(spec, options, str(path))
+    versions = SpecVersions(prediction_store())
     try:
+        # The job runs on this version of its spec, whatever happens to the file later.
+        pin = versions.pin(job_id, spec, current_user(), run_config)
+        tags = {**t.job_tags(spec.id, job_id, current_user(), "bridge")}
+        tags[t.SPEC_VERSION] = pin.digest
         gateway().add_partition(job_id)
         try:
             # Launched, or known not to be: a lost answer is looked up (gateway.launch).
-            run_id = gateway().launch(
-                spec.job_name,
-                build_run_config(spec, options, str(path)),
-                t.job_tags(spec.id, job_id, current_user(), "bridge"),
-            )
+            run_id = gateway().launch(spec.job_name, run_config, tags)
         except Exception:
             _forget_partition(job_id)
             raise
     except Exception:
+        _unpin(versions, job_id)
         if isinstance(path, str):
             UploadStore("", engine=prediction_store().engine).delete(job_id)
         else:
@@ -153,8 +172,16 @@ def _start_job() -> tuple[dict, int]:
         "execution_id": run_id,
         "status": "running",
         "stream_url": f"/jobs/{job_id}/stream",
+        "spec_version": pin.digest,
     }
     return body, 202
+
+
+def _unpin(versions: SpecVersions, job_id: str) -> None:
+    try:
+        versions.unpin(job_id)
+    except Exception:  # the state database is down: the owner check closes the pin
+        current_app.logger.warning("job %s: pin left behind", job_id)
 
 
 def _forget_partition(job_id: str) -> None:
@@ -174,7 +201,9 @@ def execution(job_id: str):
     if job_state(spec, snapshot).status == "running":  # only a running step waits on one
         rows = (predictions_of([job_id]) or {}).get(job_id, [])
     settings = current_app.extensions["retry_settings"]
-    return jsonify(execution_view(spec, snapshot, settings, rows))
+    view = execution_view(spec, snapshot, settings, rows)
+    view["spec_version"] = spec_digest(spec)
+    return jsonify(view)
 
 
 @bp.post("/retry/<job_id>")
@@ -189,6 +218,10 @@ def retry(job_id: str):
         plan = plan_manual_retry(spec, state, parent_config)
     except JobStateError as exc:
         raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
+    # The job retries on its own version: the running code must still have its steps.
+    problem = continuation_problem(spec, catalog().get(spec.id), plan.steps)
+    if problem:
+        raise ApiError(409, "spec_changed", f"This job cannot continue: {problem}")
     reserve_for_retry(job_id, state.completed)  # only if its hold was released: 402 or held
     run_id = gateway().launch(
         plan.job_name,
@@ -198,7 +231,7 @@ def retry(job_id: str):
     )
     # Another launcher (a second request, the retry sensor) may have asked for the
     # same attempt at the same moment: the first-created run is the attempt.
-    runs = gateway().snapshot(job_id, catalog().all()).runs
+    runs = gateway().snapshot(job_id, job_specs(job_id)).runs
     winner = duplicate_of(runs, run_id)
     if winner is not None:
         gateway().terminate(run_id)
@@ -233,7 +266,7 @@ def cancel(job_id: str):
     _stop_predictions(job_id)
     _terminate_active(snapshot.runs)
     # Once more for a run launched while the mark was being written.
-    _terminate_active(gateway().snapshot(job_id, catalog().all()).runs)
+    _terminate_active(gateway().snapshot(job_id, job_specs(job_id)).runs)
     settle_job(job_id, state.completed, "cancelled")  # completed steps paid, the rest back
     return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
 
@@ -265,7 +298,7 @@ def list_jobs():
     if not 1 <= limit <= 100:
         raise ApiError(400, "invalid_limit", "limit must be between 1 and 100")
     cursor = request.args.get("cursor") or None
-    specs = catalog().all()
+    specs = catalog().readable()
     # A constant number of GraphQL requests, whatever the page's length (2 or 3).
     snapshots, next_cursor = gateway().jobs_page(current_user(), limit, cursor, specs)
     settings = current_app.extensions["retry_settings"]

@@ -75,6 +75,7 @@ WORKFLOW = obj(
         "steps": {"type": "array", "items": obj({"name": string(), "description": string()})},
         "estimated_duration_seconds": integer(0),
         "credits_cost": integer(0),
+        "spec_version": string(description="The version (content digest) a new job runs on"),
     }
 )
 
@@ -160,13 +161,18 @@ SCHEMAS: dict[str, Schema] = {
             "execution_id": string(),
             "status": string(enum=["running"]),
             "stream_url": string(),
+            "spec_version": string(description="The spec version the job is pinned to"),
         }
     ),
     "Checkpoint": CHECKPOINT,
     "ErrorInfo": ERROR_INFO,
     "JobSummary": obj(JOB_SUMMARY_FIELDS),
     "Execution": obj(
-        {**JOB_SUMMARY_FIELDS, "checkpoints": map_of(ref("Checkpoint"))},
+        {
+            **JOB_SUMMARY_FIELDS,
+            "checkpoints": map_of(ref("Checkpoint")),
+            "spec_version": string(description="The spec version the job runs on"),
+        },
         description="`checkpoints` is keyed by step index as a string.",
     ),
     "JobList": obj(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from wf_core.specs import WorkflowSpec
+from wf_core.specs import WorkflowSpec, spec_digest
 
 bp = Blueprint("workflows", __name__, url_prefix="/workflows")
 
@@ -25,11 +25,12 @@ def workflow_summary(spec: WorkflowSpec) -> dict:
         "steps": [{"name": s.name, "description": s.description} for s in spec.steps],
         "estimated_duration_seconds": spec.estimated_duration_seconds,
         "credits_cost": spec.credits_cost,
+        "spec_version": spec_digest(spec),
     }
 
 
 @bp.get("/list")
 def list_workflows():
-    """Every enabled workflow."""
-    specs = current_app.extensions["specs"].all()
+    """Every enabled workflow the orchestrator can run now (a bad file hides no other)."""
+    specs = current_app.extensions["specs"].runnable()
     return jsonify({"workflows": [workflow_summary(s) for s in specs.values() if s.enabled]})

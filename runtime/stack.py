@@ -62,7 +62,8 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 class DagsterStack:
-    """dagster-webserver and dagster-daemon on one DAGSTER_HOME, each in its own process group."""
+    """dagster-webserver and dagster-daemon on one DAGSTER_HOME, sharing one code server
+    (runtime.code_server, reloaded when a spec file changes), each in its own process group."""
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class DagsterStack:
     ) -> None:
         self.home = Path(home).resolve()
         self.port = port or free_port()
+        self.code_port = free_port()
         self.timeout = timeout
         self.env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(self.home)}
         self.procs: dict[str, subprocess.Popen] = {}
@@ -131,7 +133,16 @@ class DagsterStack:
         store.create_schema()
         store.close()
         started = time.time()
-        workspace = ["-w", str(settings.REPO_ROOT / "workspace.yaml")]
+        self._spawn(
+            "codeserver",
+            [sys.executable, "-m", "runtime.code_server", "--port", str(self.code_port)],
+        )
+        try:
+            self._wait_code_server(started)
+        except BaseException:
+            self.stop()
+            raise
+        workspace = ["-w", str(self.workspace_file())]
         self._spawn(
             "webserver",
             [
@@ -151,17 +162,55 @@ class DagsterStack:
             raise
         return self
 
+    def workspace_file(self) -> Path:
+        """The webserver's and the daemon's workspace: the one shared code server."""
+        path = self.home / "workspace.yaml"
+        path.write_text(
+            "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+            f"      port: {self.code_port}\n      location_name: {LOCATION_NAME}\n"
+        )
+        return path
+
+    def _code_server_up(self) -> bool:
+        from dagster._grpc.client import DagsterGrpcClient  # the server's own client
+
+        try:
+            DagsterGrpcClient(host="127.0.0.1", port=self.code_port).ping("up")
+        except Exception:
+            return False
+        return True
+
+    def _wait_code_server(self, started: float) -> None:
+        deadline = started + self.timeout
+        while not self._code_server_up():
+            if self.procs["codeserver"].poll() is not None:
+                self._fail("codeserver exited")
+            if time.time() > deadline:
+                self._fail("timed out waiting for the code server")
+            time.sleep(0.25)
+
     def kill(self, name: str) -> None:
-        """SIGKILL one process group we started ("webserver" or "daemon", with its run
-        workers and code server): a host crash, for drills and tests."""
+        """SIGKILL one process group we started ("webserver", "daemon" with its run
+        workers, or "codeserver"): a host crash, for drills and tests."""
+        self.signal(name, signal.SIGKILL)
+
+    def signal(self, name: str, sig: signal.Signals, grace: float = 30.0) -> None:
+        """Send `sig` to one process group and wait for its leader to exit (a stop for
+        a deploy with SIGTERM; SIGKILL after `grace` if it is still there)."""
         proc = self.procs[name]
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def restart(self, name: str) -> None:
         """Start a killed process again, as a supervisor would, and wait until it is ready."""
         started = time.time()
         self._spawn(name, self._argv[name])
+        if name == "codeserver":
+            self._wait_code_server(started)
         ready = self._daemon_heartbeating if name == "daemon" else lambda _: self._location_loaded()
         deadline = started + self.timeout
         while not ready(started):

@@ -183,6 +183,19 @@ class SpecVersions:
         found = [self.version(digest) for digest in newest.values()]
         return [spec for spec in found if spec is not None]
 
+    def newest_versions(self) -> dict[str, WorkflowSpec]:
+        """The newest stored version of every workflow any job ran on, by workflow id."""
+        self.store.create_schema()
+        query = sa.select(spec_versions.c.workflow_id, spec_versions.c.digest).order_by(
+            spec_versions.c.created_at
+        )
+        newest: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for workflow_id, digest in conn.execute(query):
+                newest[workflow_id] = digest
+        found = {key: self.version(digest) for key, digest in newest.items()}
+        return {key: spec for key, spec in found.items() if spec is not None}
+
     def finished(self, job_ids: Iterable[str], now: float) -> None:
         """Close the pins of jobs seen in a final state."""
         ids = list(job_ids)
