@@ -78,20 +78,21 @@ class SpecCatalog:
         """One valid spec file, or None."""
         return self.all().get(workflow_id or "")
 
-    def runnable(self) -> dict[str, WorkflowSpec]:
-        """The valid spec files the orchestrator can run right now."""
+    def runnable(self, fresh: bool = False) -> dict[str, WorkflowSpec]:
+        """The valid spec files the orchestrator can run right now (`fresh`: ask it now,
+        not the last answer: what execute does before it refuses)."""
         specs = self.all()
-        jobs = self._orchestrator_jobs()
+        jobs = self._orchestrator_jobs(fresh)
         if jobs is None:
             return specs
         return {key: spec for key, spec in specs.items() if spec.job_name in jobs}
 
-    def _orchestrator_jobs(self) -> set[str] | None:
+    def _orchestrator_jobs(self, fresh: bool = False) -> set[str] | None:
         if self._loaded_jobs is None:
             return None
         now = self._clock()
         cached = self._jobs
-        if cached is not None and now - cached[0] < RUNNABLE_TTL_SECONDS:
+        if not fresh and cached is not None and now - cached[0] < RUNNABLE_TTL_SECONDS:
             return cached[1]
         try:
             jobs = self._loaded_jobs()

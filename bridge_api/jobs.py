@@ -117,7 +117,7 @@ def _start_job() -> tuple[dict, int]:
     spec = catalog().get(workflow_id)
     if spec is None or not spec.enabled:
         raise ApiError(404, "workflow_not_found", f"No workflow {workflow_id!r}")
-    if workflow_id not in catalog().runnable():
+    if workflow_id not in catalog().runnable() and workflow_id not in catalog().runnable(True):
         # A file the orchestrator has not loaded yet (it reloads within seconds).
         raise ApiError(
             503,
