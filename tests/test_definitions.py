@@ -1,4 +1,4 @@
-"""The code location loads through Dagster's own CLI, and a bad spec fails that load."""
+"""The code location loads through Dagster's own CLI; a bad spec is named, never fatal."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_bad_spec_fails_the_code_location_load(tmp_path: Path) -> None:
+def test_a_bad_spec_is_named_and_skipped_never_taking_the_others_down(tmp_path: Path) -> None:
     specs_dir = tmp_path / "specs"
     shutil.copytree(REPO_ROOT / "workflow_specs", specs_dir)
     bad = yaml.safe_load((specs_dir / "style-transfer-video.yaml").read_text())
@@ -43,8 +43,11 @@ def test_bad_spec_fails_the_code_location_load(tmp_path: Path) -> None:
     (specs_dir / "style-transfer-video.yaml").write_text(yaml.safe_dump(bad))
     result = _validate(tmp_path, specs_dir)
     output = result.stdout + result.stderr
-    assert result.returncode != 0
+    assert result.returncode == 0, output
     assert "style-transfer-video.yaml: steps[2].kind: unknown step kind 'image_teleport'" in output
+    specs = load_specs(specs_dir)
+    assert set(specs) == {"img-edit-to-video"}
+    build_definitions(specs).resolve_job_def("img_edit_to_video")
 
 
 def test_one_asset_per_step_and_one_job_per_workflow() -> None:

@@ -8,7 +8,17 @@ import pytest
 import yaml
 
 from wf_core.settings import REPO_ROOT
-from wf_core.specs import SpecError, load_spec, load_specs
+from wf_core.specs import (
+    SpecError,
+    WorkflowSpec,
+    continuation_problem,
+    load_spec,
+    load_specs,
+    load_specs_strict,
+    read_spec_dir,
+    spec_digest,
+    spec_from_snapshot,
+)
 
 SHIPPED = sorted((REPO_ROOT / "workflow_specs").glob("*.yaml"))
 BASE = yaml.safe_load((REPO_ROOT / "workflow_specs" / "img-edit-to-video.yaml").read_text())
@@ -142,3 +152,59 @@ def test_dag_with_parallel_branches(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     spec = load_spec(path)
     assert spec.downstream_of({"image_edit"}) == {"image_edit", "video_generation", "alt_video"}
+
+
+def test_a_bad_file_is_reported_and_the_others_still_load(tmp_path: Path) -> None:
+    (tmp_path / "img-edit-to-video.yaml").write_text(yaml.safe_dump(BASE))
+    broken = {**BASE, "id": "broken", "credits_cost": -1}
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    (tmp_path / "garbage.yaml").write_text("steps: [unclosed")
+    found = read_spec_dir(tmp_path)
+    assert set(found.specs) == {"img-edit-to-video"}
+    assert sorted((Path(e.path).name, e.field) for e in found.errors) == [
+        ("broken.yaml", "credits_cost"),
+        ("garbage.yaml", "<file>"),
+    ]
+    with pytest.raises(SpecError, match="broken.yaml: credits_cost"):
+        load_specs_strict(tmp_path)
+
+
+def test_a_spec_version_is_a_digest_of_its_content() -> None:
+    spec = WorkflowSpec.model_validate(BASE)
+    same = WorkflowSpec.model_validate(yaml.safe_load(yaml.safe_dump(BASE)))
+    edited = WorkflowSpec.model_validate({**BASE, "credits_cost": 51})
+    assert spec_digest(spec) == spec_digest(same)
+    assert spec_digest(spec) != spec_digest(edited)
+    assert spec_from_snapshot(spec.model_dump(mode="json")) == spec
+
+
+def _edited(**step_changes) -> WorkflowSpec:
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    raw["steps"][2].update(step_changes)
+    return WorkflowSpec.model_validate(raw)
+
+
+def test_continuation_problem_names_what_the_code_can_no_longer_run() -> None:
+    pinned = WorkflowSpec.model_validate(BASE)
+    steps = ["video_generation"]
+    # A model or prompt change: the old job goes on, on its own version.
+    other_default = _edited(default_model="kling/v1.6", fallback_models=[])
+    assert continuation_problem(pinned, other_default, steps) is None
+    assert continuation_problem(pinned, None, steps) == (
+        "workflow 'img-edit-to-video' is no longer defined"
+    )
+    renamed = yaml.safe_load(yaml.safe_dump(BASE))
+    renamed["steps"][2]["name"] = "video"
+    renamed["default_prompts"]["video"] = renamed["default_prompts"].pop("video_generation")
+    renamed["supported_models"]["video"] = renamed["supported_models"].pop("video_generation")
+    problem = continuation_problem(pinned, WorkflowSpec.model_validate(renamed), steps)
+    assert problem == "step 'video_generation' of workflow 'img-edit-to-video' no longer exists"
+    reshaped = _edited(inputs=["upload"])
+    assert "changed shape" in (continuation_problem(pinned, reshaped, steps) or "")
+    gone = yaml.safe_load(yaml.safe_dump(BASE))
+    gone["steps"][2]["default_model"] = "retired/model"
+    gone["supported_models"]["video_generation"].append("retired/model")
+    old = WorkflowSpec.model_validate(gone)  # a version pinned when the model existed
+    assert continuation_problem(old, pinned, steps) == (
+        "model 'retired/model' of step 'video_generation' is no longer available"
+    )

@@ -65,8 +65,9 @@ def _pin(row: Any) -> Pin:
 class SpecVersions:
     """Reads and writes of spec versions and job pins on the engine's state database."""
 
-    # Versions never change once written: one process-wide cache serves every instance.
-    _cache: dict[str, WorkflowSpec] = {}
+    # Versions never change once written: one process-wide cache (per database) serves
+    # every instance.
+    _cache: dict[tuple[str, str], WorkflowSpec] = {}
 
     def __init__(self, store: PredictionStore) -> None:
         self.store = store
@@ -75,7 +76,7 @@ class SpecVersions:
     def record(self, spec: WorkflowSpec) -> str:
         """Store `spec`'s content under its digest (once); the digest."""
         digest = spec_digest(spec)
-        if digest in self._cache:
+        if (self.store.url, digest) in self._cache:
             return digest
         self.store.create_schema()
         body = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
@@ -95,13 +96,13 @@ class SpecVersions:
                     )
         except IntegrityError:
             pass  # another process stored the same version first
-        self._cache[digest] = spec
+        self._cache[(self.store.url, digest)] = spec
         return digest
 
     def version(self, digest: str) -> WorkflowSpec | None:
         """The spec stored under `digest`, or None."""
-        if digest in self._cache:
-            return self._cache[digest]
+        if (self.store.url, digest) in self._cache:
+            return self._cache[(self.store.url, digest)]
         self.store.create_schema()
         with self.engine.connect() as conn:
             body = conn.execute(
@@ -110,13 +111,14 @@ class SpecVersions:
         if body is None:
             return None
         spec = spec_from_snapshot(json.loads(body))
-        self._cache[digest] = spec
+        self._cache[(self.store.url, digest)] = spec
         return spec
 
     def pin(
         self, job_id: str, spec: WorkflowSpec, user_id: str, run_config: dict[str, Any] | None
     ) -> Pin:
         """Pin `job_id` to `spec` unless it is pinned already; the job's pin either way."""
+        self.store.create_schema()
         digest = self.record(spec)
         try:
             with self.engine.begin() as conn:
@@ -151,6 +153,7 @@ class SpecVersions:
 
     def unpin(self, job_id: str) -> None:
         """Forget a job that never started (its execute was refused after the pin)."""
+        self.store.create_schema()
         with self.engine.begin() as conn:
             conn.execute(job_specs.delete().where(job_specs.c.job_id == job_id))
 
@@ -198,6 +201,7 @@ class SpecVersions:
 
     def finished(self, job_ids: Iterable[str], now: float) -> None:
         """Close the pins of jobs seen in a final state."""
+        self.store.create_schema()
         ids = list(job_ids)
         if ids:
             with self.engine.begin() as conn:
@@ -209,6 +213,7 @@ class SpecVersions:
 
     def mark_ownerless(self, job_ids: Iterable[str], now: float) -> None:
         """Note when each job was first seen without an owner (kept if already noted)."""
+        self.store.create_schema()
         ids = list(job_ids)
         if ids:
             with self.engine.begin() as conn:
@@ -220,6 +225,7 @@ class SpecVersions:
 
     def owned(self, job_ids: Iterable[str]) -> None:
         """Clear the ownerless mark of jobs seen with an owner."""
+        self.store.create_schema()
         ids = list(job_ids)
         if ids:
             with self.engine.begin() as conn:
@@ -231,6 +237,7 @@ class SpecVersions:
 
     def record_owner_event(self, job_id: str, action: str, message: str, now: float) -> None:
         """Write what the owner check did about a job (admin history, metrics, alerts)."""
+        self.store.create_schema()
         with self.engine.begin() as conn:
             conn.execute(
                 owner_events.insert().values(job_id=job_id, action=action, message=message, at=now)
