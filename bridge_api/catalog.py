@@ -23,8 +23,11 @@ from wf_core.settings import specs_dir
 from wf_core.specs import SpecError, WorkflowSpec, read_spec_dir
 from wf_store.spec_versions import SpecVersions
 
-# How long the orchestrator's job list is trusted (one GraphQL read per interval).
+# How long the orchestrator's job list is trusted (one GraphQL read per interval); less
+# while a valid file's job is missing from it (a reload in progress), so each bridge
+# process lists a new workflow within a fraction of a second of the orchestrator.
 RUNNABLE_TTL_SECONDS = 1.0
+PENDING_TTL_SECONDS = 0.2
 READABLE_TTL_SECONDS = 5.0
 
 _log = logging.getLogger(__name__)
@@ -92,8 +95,10 @@ class SpecCatalog:
             return None
         now = self._clock()
         cached = self._jobs
-        if not fresh and cached is not None and now - cached[0] < RUNNABLE_TTL_SECONDS:
-            return cached[1]
+        if not fresh and cached is not None:
+            pending = any(spec.job_name not in cached[1] for spec in self._specs.values())
+            if now - cached[0] < (PENDING_TTL_SECONDS if pending else RUNNABLE_TTL_SECONDS):
+                return cached[1]
         try:
             jobs = self._loaded_jobs()
         except Exception:

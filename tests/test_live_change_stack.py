@@ -253,8 +253,9 @@ def test_an_added_spec_is_listed_within_10s_and_runs_once_listed(rig: Rig) -> No
 
 def test_an_edit_under_3_parked_jobs_leaves_them_on_their_version(rig: Rig) -> None:
     path = copy_spec(rig, "edited-live")
-    wait_for(lambda: "edited-live" in listed(rig), 30, "edited-live listed")
-    old_version = listed(rig)["edited-live"]["spec_version"]
+    old_version = wait_for(
+        lambda: listed(rig).get("edited-live", {}).get("spec_version"), 30, "edited-live listed"
+    )
     jobs = [started(rig, "edited-live") for _ in range(3)]
     assert {j["spec_version"] for j in jobs} == {old_version}
     ids = [j["job_id"] for j in jobs]
