@@ -68,12 +68,13 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
 class _StoredCollector:
     """A prometheus_client collector over one read of the stored rows."""
 
-    def __init__(self, store: MetricsStore) -> None:
+    def __init__(self, store: MetricsStore, local: list[Series]) -> None:
         self.store = store
+        self.local = local
 
     def collect(self) -> list[Metric]:
         """The families of this scrape."""
-        return _families([*self.store.series(), *self.store.live()])
+        return _families([*self.store.series(), *self.store.live(), *self.local])
 
 
 def _check_token() -> None:
@@ -93,7 +94,9 @@ def metrics():
     """Every metric in Prometheus' text format."""
     _check_token()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StoredCollector(MetricsStore(prediction_store())))
+    invalid = len(current_app.extensions["specs"].errors())
+    local = [Series("wf_spec_files_invalid", {}, invalid)]
+    registry.register(_StoredCollector(MetricsStore(prediction_store()), local))
     try:
         body = generate_latest(registry)
     except SQLAlchemyError:

@@ -101,6 +101,8 @@ METRICS: dict[str, MetricDef] = {
         ),
         MetricDef("wf_jobs_waiting_on_provider", GAUGE, "Steps waiting on a provider's answer."),
         MetricDef("wf_retries_waiting", GAUGE, "Failed runs waiting for a retry, by error type."),
+        # Read by the bridge from the spec folder it serves.
+        MetricDef("wf_spec_files_invalid", GAUGE, "Spec files skipped as invalid."),
         MetricDef(
             "wf_jobs_ownerless_total",
             COUNTER,
