@@ -201,38 +201,27 @@ class SpecVersions:
 
     def finished(self, job_ids: Iterable[str], now: float) -> None:
         """Close the pins of jobs seen in a final state."""
-        self.store.create_schema()
-        ids = list(job_ids)
-        if ids:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    job_specs.update()
-                    .where(job_specs.c.job_id.in_(ids), job_specs.c.finished_at.is_(None))
-                    .values(finished_at=now, ownerless_since=None)
-                )
+        self._update(
+            job_ids, job_specs.c.finished_at.is_(None), finished_at=now, ownerless_since=None
+        )
 
     def mark_ownerless(self, job_ids: Iterable[str], now: float) -> None:
         """Note when each job was first seen without an owner (kept if already noted)."""
-        self.store.create_schema()
-        ids = list(job_ids)
-        if ids:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    job_specs.update()
-                    .where(job_specs.c.job_id.in_(ids), job_specs.c.ownerless_since.is_(None))
-                    .values(ownerless_since=now)
-                )
+        self._update(job_ids, job_specs.c.ownerless_since.is_(None), ownerless_since=now)
 
     def owned(self, job_ids: Iterable[str]) -> None:
         """Clear the ownerless mark of jobs seen with an owner."""
-        self.store.create_schema()
+        self._update(job_ids, job_specs.c.ownerless_since.isnot(None), ownerless_since=None)
+
+    def _update(self, job_ids: Iterable[str], condition: Any, **values: Any) -> None:
         ids = list(job_ids)
         if ids:
+            self.store.create_schema()
             with self.engine.begin() as conn:
                 conn.execute(
                     job_specs.update()
-                    .where(job_specs.c.job_id.in_(ids), job_specs.c.ownerless_since.isnot(None))
-                    .values(ownerless_since=None)
+                    .where(job_specs.c.job_id.in_(ids), condition)
+                    .values(**values)
                 )
 
     def record_owner_event(self, job_id: str, action: str, message: str, now: float) -> None:
