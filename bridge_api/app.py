@@ -87,10 +87,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_limits(app)
     register_error_handlers(app)
     app.extensions["dagster"] = DagsterGateway(app.config["DAGSTER_GRAPHQL_URL"])
-    gateway = app.extensions["dagster"]
     app.extensions["specs"] = SpecCatalog(
         app.config["SPECS_DIR"],
-        loaded_jobs=gateway.job_names,
+        loaded_jobs=lambda: app.extensions["dagster"].job_names(),
         versions=lambda: SpecVersions(prediction_store()),
     )
     app.extensions["retry_settings"] = retry_settings_from_env()

@@ -361,8 +361,8 @@ def test_a_job_whose_owner_is_removed_by_hand_is_repaired_and_alerted(rig: Rig) 
     events = wait_for(lambda: versions.owner_events(job_id), 30, "the owner check acted")
     print(f"ownerless job acted on after {time.monotonic() - removed:.1f}s")
     assert events[0].action == "repaired", events
-    runs = job_run_views(instance, job_id)
-    assert runs and runs[0].tags[t.LAUNCHED_BY] == "owner_check"
+    runs = wait_for(lambda: job_run_views(instance, job_id), 30, "the repair run")
+    assert runs[0].tags[t.LAUNCHED_BY] == "owner_check"
     doc = final(rig, [job_id], 180)[job_id]
     assert doc["status"] == "completed", doc
     metrics = httpx.get(f"{rig.bridge}/metrics", timeout=30).text
