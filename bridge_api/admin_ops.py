@@ -24,6 +24,7 @@ from wf_core.control import JobStateError, check_cancellable, plan_retry
 from wf_core.job_state import STOPPABLE, duplicate_of
 from wf_core.tags import cancel_description
 from wf_store.job_index import IndexedJob, JobFilter, JobIndex
+from wf_store.spec_versions import SpecVersions
 
 log = logging.getLogger(__name__)
 MAX_BULK = 1000
@@ -91,11 +92,11 @@ def bulk(action: str, where: JobFilter, actor: str, dry_run: bool, limit: int) -
 
 
 def _live(job_id: str, workflow_id: str):
-    specs = current_app.extensions["specs"].all()
-    spec = specs.get(workflow_id)
+    catalog = current_app.extensions["specs"]
+    spec = catalog.for_job(job_id, workflow_id)  # the version the job runs on
     if spec is None:
         raise JobStateError(f"workflow {workflow_id} is no longer loaded")
-    snapshot = _gateway().snapshot(job_id, specs)
+    snapshot = _gateway().snapshot(job_id, catalog.specs_for_job(job_id))
     return spec, snapshot, job_state(spec, snapshot)
 
 
@@ -113,7 +114,7 @@ def retry_job(job_id: str, workflow_id: str, actor: str) -> str:
         asset_selection=[[spec.id, step] for step in plan.steps],
     )
     # Someone else (the retry sensor, the user) launched the same attempt: theirs counts.
-    runs = _gateway().snapshot(job_id, current_app.extensions["specs"].all()).runs
+    runs = _gateway().snapshot(job_id, current_app.extensions["specs"].specs_for_job(job_id)).runs
     if duplicate_of(runs, run_id) is not None:
         _gateway().terminate(run_id)
         raise JobStateError("a retry of this job is already running")
@@ -138,8 +139,7 @@ def cancel_job(job_id: str, workflow_id: str, actor: str) -> None:
 def history(job_id: str) -> list[dict[str, Any]] | None:
     """Every run, failure, checkpoint and prediction of a job, oldest first; None if no
     such job."""
-    specs = current_app.extensions["specs"].all()
-    snapshot = _gateway().snapshot(job_id, specs)
+    snapshot = _gateway().snapshot(job_id, current_app.extensions["specs"].specs_for_job(job_id))
     if not snapshot.runs:
         return None
     entries: list[tuple[float, dict[str, Any]]] = []
@@ -188,6 +188,10 @@ def history(job_id: str) -> list[dict[str, Any]] | None:
             "completed_at": iso(row.completed_at),
         }
         entries.append((row.created_at, {**entry, "at": iso(row.created_at)}))
+    for event in SpecVersions(prediction_store()).owner_events(job_id=job_id):
+        # The owner check found the job without an owner and repaired or failed it.
+        entry = {"kind": "owner_check", "action": event.action, "message": event.message}
+        entries.append((event.at, {**entry, "at": iso(event.at)}))
     entries.sort(key=lambda pair: pair[0])
     return [entry for _, entry in entries]
 

@@ -136,3 +136,9 @@ class SpecCatalog:
                 cached = (now, {})
             self._readable = cached
         return {**cached[1], **files}
+
+    def specs_for_job(self, job_id: str) -> dict[str, WorkflowSpec]:
+        """The specs to read one job with: its own pinned version over `readable()`."""
+        specs = self.readable()
+        pinned = self.for_job(job_id, None)
+        return {**specs, pinned.id: pinned} if pinned is not None else specs

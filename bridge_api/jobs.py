@@ -55,18 +55,11 @@ def owned_spec(job_id: str, owner: str | None, workflow_id: str | None) -> Workf
     return spec
 
 
-def job_specs(job_id: str) -> dict[str, WorkflowSpec]:
-    """The specs to read one job with: its own pinned version over the current ones."""
-    specs = catalog().readable()
-    pinned = catalog().for_job(job_id, None)
-    return {**specs, pinned.id: pinned} if pinned is not None else specs
-
-
 def load_owned_job(job_id: str) -> tuple[WorkflowSpec, JobSnapshot]:
     """The caller's job; anyone else's, or none, is the same 404."""
     if not is_job_id(job_id):
         raise job_not_found(job_id)
-    snapshot = gateway().snapshot(job_id, job_specs(job_id))
+    snapshot = gateway().snapshot(job_id, catalog().specs_for_job(job_id))
     if not snapshot.runs:
         raise job_not_found(job_id)
     return owned_spec(job_id, snapshot.owner, snapshot.workflow_id), snapshot
@@ -231,7 +224,7 @@ def retry(job_id: str):
     )
     # Another launcher (a second request, the retry sensor) may have asked for the
     # same attempt at the same moment: the first-created run is the attempt.
-    runs = gateway().snapshot(job_id, job_specs(job_id)).runs
+    runs = gateway().snapshot(job_id, catalog().specs_for_job(job_id)).runs
     winner = duplicate_of(runs, run_id)
     if winner is not None:
         gateway().terminate(run_id)
@@ -266,7 +259,7 @@ def cancel(job_id: str):
     _stop_predictions(job_id)
     _terminate_active(snapshot.runs)
     # Once more for a run launched while the mark was being written.
-    _terminate_active(gateway().snapshot(job_id, job_specs(job_id)).runs)
+    _terminate_active(gateway().snapshot(job_id, catalog().specs_for_job(job_id)).runs)
     settle_job(job_id, state.completed, "cancelled")  # completed steps paid, the rest back
     return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
 

@@ -268,7 +268,7 @@ def _owned_spec(hub: StreamHub, job_id: str) -> WorkflowSpec:
         raise job_not_found(job_id)
 
     def load() -> tuple[str | None, str | None]:
-        snapshot = gateway().snapshot(job_id, catalog().all())
+        snapshot = gateway().snapshot(job_id, catalog().specs_for_job(job_id))
         if not snapshot.runs:
             raise job_not_found(job_id)
         return snapshot.owner, snapshot.workflow_id

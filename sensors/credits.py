@@ -21,6 +21,7 @@ from wf_core.job_ids import job_id_created_at
 from wf_core.specs import WorkflowSpec
 from wf_store.credits import CreditStore, Hold
 from wf_store.idempotency import IdempotencyStore
+from wf_store.spec_versions import SpecVersions
 
 CREDITS_SENSOR_NAME = "workflow_credits_sensor"
 FINAL = ("completed", "failed", "cancelled")
@@ -41,9 +42,12 @@ def settle_hold(
     store: CreditStore,
     hold: Hold,
     now: float,
+    versions: SpecVersions | None = None,
 ) -> str | None:
-    """Settle one hold against its job's state; returns the final status it closed with."""
-    spec = specs.get(hold.workflow_id)
+    """Settle one hold against its job's state (read with the job's own spec version);
+    returns the final status it closed with."""
+    pinned = versions.spec_for_job(hold.job_id) if versions else None
+    spec = pinned if pinned is not None else specs.get(hold.workflow_id)
     if spec is None:  # its spec was removed: nothing can run it any more
         store.settle(hold.job_id, (), "failed")
         return "failed"
@@ -70,12 +74,13 @@ def evaluate_credits(
 ) -> dg.SkipReason:
     """One tick: settle the due holds."""
     store = CreditStore(predictions.store().engine, clock=clock)
+    versions = SpecVersions(predictions.store())
     now = clock()
     closed = 0
     holds = store.open_holds(BATCH, now)
     for hold in holds:
         try:
-            closed += settle_hold(context.instance, specs, store, hold, now) is not None
+            closed += settle_hold(context.instance, specs, store, hold, now, versions) is not None
         except Exception:
             context.log.exception("job %s: credits not settled this tick", hold.job_id)
             store.check_later(hold.job_id, now + CHECK_WAITING_SECONDS)
