@@ -64,3 +64,18 @@ def test_a_malformed_key_is_refused(tmp_path) -> None:
         answer = execute(client, {**bearer(), "Idempotency-Key": key})
         assert answer.status_code == 400
         assert answer.json["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_a_key_reused_with_another_request_is_a_422(tmp_path) -> None:
+    gateway = LaunchingGateway()
+    client = bridge_app(tmp_path, gateway).test_client()
+    headers = {**bearer(), "Idempotency-Key": "order-7"}
+    first = execute(client, headers)
+    assert first.status_code == 202
+    other_workflow = execute(client, headers, workflow_id="style-transfer-video")
+    other_prompt = execute(client, headers, options='{"prompts": {"image_edit": "other"}}')
+    for answer in (other_workflow, other_prompt):
+        assert answer.status_code == 422, answer.json
+        assert answer.json["error"]["code"] == "idempotency_key_reused"
+    assert execute(client, headers).json == first.json  # the same request still replays
+    assert len(gateway.launches) == 1

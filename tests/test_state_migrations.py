@@ -27,7 +27,7 @@ def test_upgrade_makes_exactly_the_tables_of_tables_py(engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     upgrade(engine)  # once per process: a no-op
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     with engine.connect() as conn:
         ours = {
             "version_table": VERSION_TABLE,

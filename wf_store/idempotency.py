@@ -31,6 +31,7 @@ class Stored:
     created_at: float
     status: int | None
     body: str | None
+    request_digest: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -48,14 +49,18 @@ class IdempotencyStore:
         self.clock = clock
         self.ttl = ttl
 
-    def claim(self, user_id: str, key: str) -> Stored | None:
+    def claim(self, user_id: str, key: str, request_digest: str | None = None) -> Stored | None:
         """Claim the key for a new request (None), or the claim already standing."""
         upgrade(self.engine)
         for _ in range(3):
             now = self.clock()
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(keys.insert().values(user_id=user_id, key=key, created_at=now))
+                    conn.execute(
+                        keys.insert().values(
+                            user_id=user_id, key=key, created_at=now, request_digest=request_digest
+                        )
+                    )
                 return None
             except IntegrityError:
                 pass
@@ -77,12 +82,14 @@ class IdempotencyStore:
 
     def get(self, user_id: str, key: str) -> Stored | None:
         """The key's row, if it is claimed."""
-        query = sa.select(keys.c.created_at, keys.c.status, keys.c.body).where(
-            keys.c.user_id == user_id, keys.c.key == key
-        )
+        query = sa.select(
+            keys.c.created_at, keys.c.status, keys.c.body, keys.c.request_digest
+        ).where(keys.c.user_id == user_id, keys.c.key == key)
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
-        return Stored(row.created_at, row.status, row.body) if row else None
+        if row is None:
+            return None
+        return Stored(row.created_at, row.status, row.body, row.request_digest)
 
     def answer(self, user_id: str, key: str, status: int, body: str) -> None:
         """The first request's answer, for every repeat to come."""

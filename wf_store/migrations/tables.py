@@ -20,6 +20,8 @@ idempotency_keys = sa.Table(
     sa.Column("status", sa.Integer, nullable=True),  # null: the first request is in flight
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # What the first request asked for (a digest): a key reused with another is refused.
+    sa.Column("request_digest", sa.String(64), nullable=True),
     sa.Index("ix_wf_idempotency_keys_created", "created_at"),
 )
 
