@@ -15,14 +15,13 @@ from typing import Any
 
 from flask import current_app
 
+from bridge_api import job_actions
 from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import ApiError
-from bridge_api.execution_view import iso, job_state
+from bridge_api.execution_view import iso
 from bridge_api.predictions import prediction_store
 from wf_core import tags as t
-from wf_core.control import JobStateError, check_cancellable, plan_retry
-from wf_core.job_state import STOPPABLE, duplicate_of
-from wf_core.tags import cancel_description
+from wf_core.control import JobStateError
 from wf_store.job_index import IndexedJob, JobFilter, JobIndex
 from wf_store.spec_versions import SpecVersions
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 MAX_BULK = 1000
 # Who asked for an admin retry (the launcher label stays `admin`: bounded for metrics).
 ACTOR_TAG = "wf/actor"
-RETRYABLE_STATUSES = ("failed", "pending_retry")
 
 
 @dataclass
@@ -97,43 +95,23 @@ def _live(job_id: str, workflow_id: str):
     if spec is None:
         raise JobStateError(f"workflow {workflow_id} is no longer loaded")
     snapshot = _gateway().snapshot(job_id, catalog.specs_for_job(job_id))
-    return spec, snapshot, job_state(spec, snapshot)
+    if not snapshot.runs:
+        raise JobStateError(f"job {job_id} has no runs")
+    return spec, snapshot
 
 
 def retry_job(job_id: str, workflow_id: str, actor: str) -> str:
-    """Resume one failed or pending_retry job from its checkpoints; the new run id."""
-    spec, snapshot, state = _live(job_id, workflow_id)
-    if state.status not in RETRYABLE_STATUSES:
-        raise JobStateError(f"a {state.status} job cannot be retried")
-    parent = snapshot.run_configs.get(state.latest.run_id) if state.latest else None
-    plan = plan_retry(spec, state, parent, launched_by="admin")
-    run_id = _gateway().launch(
-        plan.job_name,
-        plan.run_config,
-        {**plan.tags, ACTOR_TAG: actor[:200]},
-        asset_selection=[[spec.id, step] for step in plan.steps],
-    )
-    # Someone else (the retry sensor, the user) launched the same attempt: theirs counts.
-    runs = _gateway().snapshot(job_id, current_app.extensions["specs"].specs_for_job(job_id)).runs
-    if duplicate_of(runs, run_id) is not None:
-        _gateway().terminate(run_id)
-        raise JobStateError("a retry of this job is already running")
+    """Resume one failed or pending_retry job from its checkpoints, holding its credits as
+    a user's retry does; the new run id."""
+    spec, snapshot = _live(job_id, workflow_id)
+    run_id, _ = job_actions.retry(spec, snapshot, "admin", {ACTOR_TAG: actor[:200]})
     return run_id
 
 
 def cancel_job(job_id: str, workflow_id: str, actor: str) -> None:
-    """Cancel one pending, running or pending_retry job (the mark first, then the runs)."""
-    spec, snapshot, state = _live(job_id, workflow_id)
-    check_cancellable(state)
-    _gateway().mark_cancelled(spec, job_id, cancel_description(f"admin {actor}"))
-    try:
-        prediction_store().request_cancel(job_id)
-    except Exception:
-        log.exception("job %s: predictions not marked for cancel", job_id)
-    for runs in (snapshot.runs, _gateway().snapshot(job_id, {spec.id: spec}).runs):
-        for run in runs:
-            if run.status in STOPPABLE:
-                _gateway().terminate(run.run_id)
+    """Cancel one pending, running or pending_retry job, settling its credits at once."""
+    spec, snapshot = _live(job_id, workflow_id)
+    job_actions.cancel(spec, snapshot, f"admin {actor}")
 
 
 def history(job_id: str) -> list[dict[str, Any]] | None:

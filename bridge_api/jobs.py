@@ -8,10 +8,11 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
+from bridge_api import job_actions
 from bridge_api.auth import current_user, require_user
 from bridge_api.callbacks import forget_job, requested_callback, watch_job
 from bridge_api.catalog import SpecCatalog
-from bridge_api.credits import reserve_for_job, reserve_for_retry, settle_job
+from bridge_api.credits import reserve_for_job, settle_job
 from bridge_api.dagster_gateway import DagsterGateway, JobSnapshot
 from bridge_api.errors import ApiError
 from bridge_api.execution_view import execution_view, job_state
@@ -20,12 +21,10 @@ from bridge_api.limits import execute_limit, limiter, retry_limit, user_key
 from bridge_api.predictions import prediction_store, predictions_of
 from bridge_api.uploads import inspect_upload
 from wf_core import tags as t
-from wf_core.control import JobStateError, check_cancellable, plan_manual_retry
+from wf_core.control import JobStateError
 from wf_core.job_ids import is_job_id, new_job_id
-from wf_core.job_state import STOPPABLE, duplicate_of
 from wf_core.run_config import OptionsError, build_run_config, validate_options
-from wf_core.specs import WorkflowSpec, continuation_problem, spec_digest
-from wf_core.tags import cancel_description
+from wf_core.specs import WorkflowSpec, spec_digest
 from wf_store.spec_versions import SpecVersions
 from wf_store.uploads import UploadStore, uploads_in_db
 
@@ -205,36 +204,11 @@ def execution(job_id: str):
 def retry(job_id: str):
     """Resume from the first step without a checkpoint."""
     spec, snapshot = load_owned_job(job_id)
-    state = job_state(spec, snapshot)
     try:
-        parent_config = snapshot.run_configs.get(state.latest.run_id) if state.latest else None
-        plan = plan_manual_retry(spec, state, parent_config)
+        run_id, plan = job_actions.retry(spec, snapshot, launched_by="manual_retry")
     except JobStateError as exc:
-        raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
-    # The job retries on its own version: the running code must still have its steps.
-    problem = continuation_problem(spec, catalog().get(spec.id), plan.steps)
-    if problem:
-        raise ApiError(409, "spec_changed", f"This job cannot continue: {problem}")
-    reserve_for_retry(job_id, state.completed)  # only if its hold was released: 402 or held
-    run_id = gateway().launch(
-        plan.job_name,
-        plan.run_config,
-        plan.tags,
-        asset_selection=[[spec.id, step] for step in plan.steps],
-    )
-    # Another launcher (a second request, the retry sensor) may have asked for the
-    # same attempt at the same moment: the first-created run is the attempt.
-    runs = gateway().snapshot(job_id, catalog().specs_for_job(job_id)).runs
-    winner = duplicate_of(runs, run_id)
-    if winner is not None:
-        gateway().terminate(run_id)
-        raise ApiError(
-            409,
-            "invalid_state",
-            "a retry of this job is already running",
-            job_status="pending",
-            execution_id=winner.run_id,
-        )
+        status = job_state(spec, snapshot).status
+        raise ApiError(409, "invalid_state", str(exc), job_status=status) from None
     body = {
         "message": "Workflow retry started",
         "execution_id": run_id,
@@ -248,36 +222,11 @@ def retry(job_id: str):
 def cancel(job_id: str):
     """Stop a pending, running or pending_retry job; nothing retries it afterwards."""
     spec, snapshot = load_owned_job(job_id)
-    state = job_state(spec, snapshot)
     try:
-        check_cancellable(state)
+        return jsonify(job_actions.cancel(spec, snapshot, current_user()))
     except JobStateError as exc:
-        raise ApiError(409, "invalid_state", str(exc), job_status=state.status) from None
-    # The mark first: every step reads it before it starts, so a run launched or
-    # starting in any window after this line stops before doing work.
-    gateway().mark_cancelled(spec, job_id, cancel_description(current_user()))
-    _stop_predictions(job_id)
-    _terminate_active(snapshot.runs)
-    # Once more for a run launched while the mark was being written.
-    _terminate_active(gateway().snapshot(job_id, catalog().specs_for_job(job_id)).runs)
-    settle_job(job_id, state.completed, "cancelled")  # completed steps paid, the rest back
-    return jsonify({"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"})
-
-
-def _stop_predictions(job_id: str) -> None:
-    """Ask the parked-steps sensor to stop the job's predictions at the provider."""
-    try:
-        prediction_store().request_cancel(job_id)
-    except Exception:
-        # The cancel mark is written and stops the job whatever happens here; a prediction
-        # left running ends on its own and its continuation stops on the mark.
-        current_app.logger.exception("job %s: predictions not marked for cancel", job_id)
-
-
-def _terminate_active(runs) -> None:
-    for run in runs:
-        if run.status in STOPPABLE:
-            gateway().terminate(run.run_id)
+        status = job_state(spec, snapshot).status
+        raise ApiError(409, "invalid_state", str(exc), job_status=status) from None
 
 
 @bp.get("/jobs")

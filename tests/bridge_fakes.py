@@ -22,6 +22,12 @@ class LaunchingGateway:
     launches: list[dict] = field(default_factory=list)
     fail_launch: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # A run's status other than STARTED, by run id; jobs carrying a cancel mark.
+    statuses: dict[str, str] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)
+    terminated: list[str] = field(default_factory=list)
+    # Called with each launch's tags after it is recorded (a race's other side).
+    on_launch: object = None
 
     def add_partition(self, job_id: str) -> None:
         self.partitions.add(job_id)
@@ -37,20 +43,23 @@ class LaunchingGateway:
         run_id = str(uuid.uuid4())
         with self.lock:
             self.launches.append({"run_id": run_id, "tags": dict(tags), "job": job_name})
+        if callable(self.on_launch):
+            self.on_launch(tags)
         return run_id
 
     def snapshot(self, job_id, specs) -> JobSnapshot:
         runs = [
-            RunView(r["run_id"], "STARTED", r["tags"], 1.0)
-            for r in self.launches
+            RunView(r["run_id"], self.statuses.get(r["run_id"], "STARTED"), r["tags"], 1.0 + i)
+            for i, r in enumerate(self.launches)
             if r["tags"].get("wf/job_id") == job_id
         ]
-        return JobSnapshot(job_id, runs, {}, False)
+        return JobSnapshot(job_id, runs, {}, job_id in self.cancelled)
 
     def mark_cancelled(self, spec, job_id, description) -> None:
-        pass
+        self.cancelled.add(job_id)
 
     def terminate(self, run_id) -> bool:
+        self.terminated.append(run_id)
         return True
 
 

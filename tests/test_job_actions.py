@@ -1,0 +1,85 @@
+"""Retry and cancel are one implementation for users and operators: the same holds,
+captures and releases, and a retry that loses to a cancel says so (409)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge_api import admin_ops
+from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
+from wf_core import tags as t
+from wf_store.credits import CreditStore
+
+USER = "user-a"
+PERMANENT = {t.ERROR_TYPE: "invalid_input", t.RETRYABLE: "false", t.FAILED_STEP: "image_edit"}
+
+
+@pytest.fixture
+def app(tmp_path):
+    return bridge_app(tmp_path, LaunchingGateway(), CREDITS="on")
+
+
+def credits(app) -> CreditStore:
+    return CreditStore(app.config["PREDICTION_STORE"].engine)
+
+
+def failed_job(app) -> str:
+    """A job whose first run failed for good, its hold settled as the sensor does."""
+    client = app.test_client()
+    credits(app).grant(USER, 500, "test")
+    job_id = execute(client, bearer(USER)).json["job_id"]
+    gateway: LaunchingGateway = app.extensions["dagster"]
+    run = gateway.launches[-1]
+    run["tags"].update(PERMANENT)
+    gateway.statuses[run["run_id"]] = "FAILURE"
+    credits(app).settle(job_id, ["upload"], "failed")  # upload's share is 0: all released
+    return job_id
+
+
+def ledger(app, job_id: str) -> list[tuple[str, str, int]]:
+    return [(e.kind, e.step, e.amount) for e in credits(app).job_entries(job_id)]
+
+
+def test_an_admin_retry_holds_like_a_users_retry(app) -> None:
+    by_user, by_admin = failed_job(app), failed_job(app)
+    client = app.test_client()
+    assert client.post(f"/workflows/retry/{by_user}", headers=bearer(USER)).status_code == 202
+    with app.test_request_context():
+        admin_ops.retry_job(by_admin, "img-edit-to-video", "ops@example.com")
+    assert ledger(app, by_user)[-1] == ("reserve", "#2", 50)
+    assert ledger(app, by_admin) == ledger(app, by_user)
+    assert credits(app).hold(by_admin).open
+    # Both complete: the same captures close both holds.
+    for job_id in (by_user, by_admin):
+        credits(app).settle(job_id, ["upload", "image_edit", "video_generation"], "completed")
+    assert ledger(app, by_admin) == ledger(app, by_user)
+    assert [kind for kind, _, _ in ledger(app, by_admin)].count("capture") == 2
+    launched = app.extensions["dagster"].launches[-1]["tags"]
+    assert launched[t.LAUNCHED_BY] == "admin" and launched["wf/actor"] == "ops@example.com"
+
+
+def test_an_admin_cancel_settles_at_once_like_a_users(app) -> None:
+    client = app.test_client()
+    credits(app).grant(USER, 500, "test")
+    by_user = execute(client, bearer(USER)).json["job_id"]
+    by_admin = execute(client, bearer(USER)).json["job_id"]
+    assert client.post(f"/workflows/cancel/{by_user}", headers=bearer(USER)).status_code == 200
+    with app.test_request_context():
+        admin_ops.cancel_job(by_admin, "img-edit-to-video", "ops@example.com")
+    for job_id in (by_user, by_admin):
+        assert not credits(app).hold(job_id).open
+    assert ledger(app, by_admin) == ledger(app, by_user)
+    assert app.extensions["dagster"].cancelled == {by_user, by_admin}
+
+
+def test_a_retry_that_loses_to_a_cancel_is_a_409(app) -> None:
+    job_id = failed_job(app)
+    gateway: LaunchingGateway = app.extensions["dagster"]
+    # The cancel lands while the retry's run is being launched.
+    gateway.on_launch = lambda tags: gateway.cancelled.add(tags[t.JOB_ID])
+    answer = app.test_client().post(f"/workflows/retry/{job_id}", headers=bearer(USER))
+    assert answer.status_code == 409, answer.json
+    assert answer.json["error"]["code"] == "invalid_state"
+    assert answer.json["error"]["job_status"] == "cancelled"
+    assert gateway.terminated == [gateway.launches[-1]["run_id"]]
+    assert not credits(app).hold(job_id).open  # what the retry held went back
