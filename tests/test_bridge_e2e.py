@@ -125,7 +125,7 @@ def test_execute_stream_and_execution_document(env) -> None:
     response = _execute(env, {"prompts": {"image_edit": "make it teal"}})
     assert response.status_code == 202, response.json
     body = response.json
-    assert set(body) == {"job_id", "execution_id", "status", "stream_url"}
+    assert set(body) == {"job_id", "execution_id", "status", "stream_url", "spec_version"}
     assert body["status"] == "running" and body["stream_url"] == f"/jobs/{body['job_id']}/stream"
     events = _stream(env, body["job_id"])
     kinds = [e["event"] for e in events if e["event"] != "heartbeat"]

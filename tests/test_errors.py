@@ -18,7 +18,7 @@ from wf_core.errors import (
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
-def test_taxonomy_is_api_md() -> None:
+def test_taxonomy_is_api_md_plus_spec_changed() -> None:
     assert RETRYABLE_TYPES == {
         "quota_exceeded",
         "rate_limit",
@@ -33,6 +33,9 @@ def test_taxonomy_is_api_md() -> None:
         "model_not_found",
         "content_rejected",
         "internal",
+        # Not in API.md: a job whose workflow changed under it and cannot continue
+        # (README, "Changing workflows on a running system").
+        "spec_changed",
     }
 
 

@@ -131,6 +131,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     shutil.copytree(REPO_ROOT / "workflow_specs", specs)
     media = root / "media"
     stack_env = {
+        "WORKFLOW_SPECS_DIR": str(specs),  # the stack's code server reads the same copy
         "MEDIA_DIR": str(media),
         "LOCAL_PROVIDER_FAULTS": str(faults),
         "LOCAL_PROVIDER_LATENCY": "0",
@@ -387,6 +388,11 @@ def test_a_new_spec_file_appears_in_the_selector_after_a_reload(page, env: Env) 
     )
     try:
         expect(page.get_by_label("Web Test Flow")).to_have_count(0)
+        # Listed once the shared code server has reloaded it (a few seconds).
+        deadline = time.monotonic() + 30
+        while "web-test-flow" not in httpx.get(f"{env.url}/workflows/list", timeout=30).text:
+            assert time.monotonic() < deadline, "the new spec was never listed"
+            time.sleep(0.25)
         page.reload()
         expect(page.get_by_label("Web Test Flow")).to_be_visible()
     finally:
