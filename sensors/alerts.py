@@ -158,7 +158,7 @@ def make_alerts_sensor(
 
     @dg.sensor(
         name=ALERTS_SENSOR_NAME,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=max(1, int(settings.check_interval)),
         default_status=(
             dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
         ),

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 
 TOKEN = "r8_live_change"
 BASE = "img-edit-to-video"
-PARKED_SECONDS = 8.0
+PARKED_SECONDS = 6.0
 FINAL = {"completed", "failed", "cancelled"}
 
 
@@ -110,7 +110,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             "OWNER_CHECK_GRACE_SECONDS": "4",
             "ALERT_WEBHOOK_URL": alerts.url,
             "ALERT_CLEAR_AFTER_SECONDS": "1",
-            "ALERT_OWNERLESS_WINDOW_SECONDS": "35",  # longer than the alerts tick (30 s)
+            "ALERT_CHECK_INTERVAL_SECONDS": "3",
+            "ALERT_OWNERLESS_WINDOW_SECONDS": "10",  # longer than the alerts tick
             "MAX_CONCURRENT_RUNS": "8",
         }
     )
@@ -320,21 +321,18 @@ def test_a_removed_spec_under_3_parked_jobs_ends_none_running(rig: Rig) -> None:
 
 def test_restarts_under_20_parked_jobs_lose_none_and_pay_once(rig: Rig) -> None:
     before = rig.fake.created_count()
-    rig.fake.script = Script(seconds=20.0)
+    rig.fake.script = Script(seconds=15.0)
+    names = ("webserver", "daemon", "codeserver")
     try:
         ids = [started(rig, BASE)["job_id"] for _ in range(20)]
         parked(rig, ids, "image_edit")
         stack = rig.stack
-        for name, sig in (
-            ("webserver", signal.SIGTERM),
-            ("daemon", signal.SIGKILL),
-            ("codeserver", signal.SIGTERM),
-            ("webserver", signal.SIGKILL),
-            ("daemon", signal.SIGTERM),
-            ("codeserver", signal.SIGKILL),
-        ):
-            stack.signal(name, sig)
-            stack.restart(name)
+        # A deploy: all three stopped at once (SIGTERM), then all three crash (SIGKILL).
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for name in names:
+                stack.signal(name, sig)
+            for name in ("codeserver", "daemon", "webserver"):
+                stack.restart(name)
         docs = final(rig, ids, 420)
     finally:
         rig.fake.script = Script(seconds=PARKED_SECONDS)
@@ -371,7 +369,7 @@ def test_a_job_whose_owner_is_removed_by_hand_is_repaired_and_alerted(rig: Rig) 
         lambda: any(
             text.startswith("ALERT:") and "without an owner" in text for text in rig.alerts.texts()
         ),
-        90,
+        60,
         "the alert fired",
     )
     wait_for(
@@ -379,6 +377,6 @@ def test_a_job_whose_owner_is_removed_by_hand_is_repaired_and_alerted(rig: Rig) 
             text.startswith("RESOLVED:") and "without an owner" in text
             for text in rig.alerts.texts()
         ),
-        120,
+        60,
         "the alert cleared",
     )

@@ -34,6 +34,8 @@ class AlertSettings:
     clear_after: float = 300.0
     # A job found without an owner keeps its alert up this long after the last one.
     ownerless_window: float = 900.0
+    # How often the alerts sensor evaluates these rules.
+    check_interval: float = 30.0
     ui_url: str = "http://127.0.0.1:3000"
 
 
@@ -57,6 +59,7 @@ def alert_settings_from_env(env: Mapping[str, str] | None = None) -> AlertSettin
         queue_window=num("ALERT_RETRY_QUEUE_WINDOW_SECONDS", base.queue_window),
         clear_after=num("ALERT_CLEAR_AFTER_SECONDS", base.clear_after),
         ownerless_window=num("ALERT_OWNERLESS_WINDOW_SECONDS", base.ownerless_window),
+        check_interval=num("ALERT_CHECK_INTERVAL_SECONDS", base.check_interval),
         ui_url=(env.get("DAGSTER_UI_URL") or base.ui_url).rstrip("/"),
     )
 
