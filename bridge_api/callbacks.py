@@ -1,23 +1,26 @@
 """`callback_url` on execute: where a job's final event goes as a signed webhook.
 
-An `https` URL; plain `http` only to a loopback host, and only with
-ALLOW_HTTP_CALLBACKS=on (development). Refused outright (422) when the bridge has no
-CALLBACK_SIGNING_SECRET: an unsigned webhook would be worthless to its receiver. The
-callbacks sensor (sensors/callbacks.py) sends it once the job is completed, failed for
-good or cancelled.
+An `https` URL that reaches a public address only (wf_core.outbound: loopback, private,
+link-local, unspecified, multicast, reserved and IPv4-mapped addresses are refused, in
+every spelling, at submit and again at delivery). An operator may allow specific hosts
+(CALLBACK_ALLOWED_HOSTS, `host` or `host:port`, comma-separated); plain `http` goes only
+to those, and only with ALLOW_HTTP_CALLBACKS=on (development). Refused outright (422)
+when the bridge has no CALLBACK_SIGNING_SECRET: an unsigned webhook would be worthless
+to its receiver. The callbacks sensor (sensors/callbacks.py) sends it once the job is
+completed, failed for good or cancelled.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from urllib.parse import urlsplit
 
 from flask import current_app, request
 
 from bridge_api.auth import current_user
 from bridge_api.errors import ApiError
 from bridge_api.predictions import prediction_store
+from wf_core import outbound
+from wf_core.outbound import allowed_callback_hosts
 from wf_core.specs import WorkflowSpec
 from wf_store.callbacks import CallbackStore
 
@@ -27,15 +30,6 @@ MAX_URL_LENGTH = 2000
 
 def _setting(name: str) -> str:
     return str(current_app.config.get(name) or os.environ.get(name) or "")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def requested_callback() -> str | None:
@@ -52,19 +46,15 @@ def requested_callback() -> str | None:
     if len(url) > MAX_URL_LENGTH:
         raise refuse("callback_url is too long")
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 (a bad port raises here)
-    except ValueError:
-        raise refuse("callback_url is not a URL") from None
-    if not host or parts.username or parts.password:
-        raise refuse("callback_url must be an absolute URL without credentials")
-    if parts.scheme == "https":
-        return url
-    dev_http = _setting("ALLOW_HTTP_CALLBACKS").lower() == "on"
-    if parts.scheme == "http" and dev_http and _loopback(host):
-        return url
-    raise refuse("callback_url must be https (plain http only to loopback in development)")
+        outbound.check_url(
+            url,
+            outbound.system_resolve,
+            allowed_callback_hosts(_setting("CALLBACK_ALLOWED_HOSTS")),
+            allow_http=_setting("ALLOW_HTTP_CALLBACKS").lower() == "on",
+        )
+    except outbound.RefusedDestination as exc:
+        raise refuse(str(exc)) from None
+    return url
 
 
 def callback_store() -> CallbackStore:

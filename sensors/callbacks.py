@@ -24,6 +24,7 @@ from resources.predictions import PredictionsResource
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.checkpoints import recorded_checkpoint
 from wf_assets.job_runs import load_job_state
+from wf_core import outbound
 from wf_core.job_ids import job_id_created_at
 from wf_core.job_state import JobState
 from wf_core.specs import WorkflowSpec
@@ -97,8 +98,17 @@ def job_document(
 
 
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST one delivery; its status code (no redirects followed)."""
-    response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+    """POST one delivery to a destination checked now (its name may resolve elsewhere
+    than at submit); its status code. Redirects are not followed."""
+    outbound.check_url(
+        url,
+        outbound.system_resolve,
+        outbound.allowed_callback_hosts(os.environ.get("CALLBACK_ALLOWED_HOSTS") or ""),
+        allow_http=(os.environ.get("ALLOW_HTTP_CALLBACKS") or "").lower() == "on",
+    )
+    response = httpx.post(
+        url, content=body, headers=headers, timeout=TIMEOUT_SECONDS, follow_redirects=False
+    )
     return response.status_code
 
 
@@ -126,6 +136,8 @@ def deliver(
     attempt = len(store.attempts(row.job_id)) + 1
     try:
         status, error = post(row.url, body, headers), None
+    except outbound.RefusedDestination as exc:
+        status, error = None, f"refused: {exc}"[:500]
     except httpx.HTTPError as exc:
         status, error = None, f"{type(exc).__name__}: {exc}"[:500]
     if status is not None and not 200 <= status < 300:

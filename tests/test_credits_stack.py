@@ -43,6 +43,9 @@ def rig(tmp_path_factory):
         "RETRY_BACKOFF_BASE": "0.5",
         "RETRY_BACKOFF_CAP": "1",
         "CALLBACK_SIGNING_SECRET": SECRET,
+        # The test's receiver listens on loopback: the operator allows that host.
+        "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+        "ALLOW_HTTP_CALLBACKS": "on",
     }
     with DagsterStack(root / "home", env=env) as stack:
         app = create_app(
@@ -55,6 +58,7 @@ def rig(tmp_path_factory):
                 "CREDITS": "on",
                 "CALLBACK_SIGNING_SECRET": SECRET,
                 "ALLOW_HTTP_CALLBACKS": "on",
+                "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
                 "RATELIMIT_EXECUTE": "1000 per minute",
                 "RATELIMIT_RETRY": "1000 per minute",
             }

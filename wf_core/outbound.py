@@ -90,6 +90,11 @@ def forbidden(address: Address) -> bool:
     )
 
 
+def allowed_callback_hosts(setting: str) -> list[str]:
+    """CALLBACK_ALLOWED_HOSTS (`host` or `host:port`, comma-separated) as a list."""
+    return [part.strip() for part in setting.split(",") if part.strip()]
+
+
 def allowed_host(host: str, port: int, allowed: Iterable[str]) -> bool:
     """Whether the operator allows `host` (or `host:port`) by name."""
     names = {a.strip().lower() for a in allowed if a.strip()}
