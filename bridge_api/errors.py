@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import redis
+import sqlalchemy.exc as sa_exc
 from flask import Flask, jsonify
+from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException
 
 
@@ -50,6 +53,27 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        outage = dependency_outage(exc)
+        if outage is not None:
+            # A dependency is down: retryable, and nothing in the answer names where it is.
+            app.logger.error("dependency unavailable: %s: %s", type(exc).__name__, exc)
+            return jsonify(outage.body()), outage.status, outage.headers
         app.logger.exception("unhandled error")
         body = {"error": {"code": "internal", "message": "Internal server error"}}
         return jsonify(body), 500
+
+
+def dependency_outage(exc: BaseException) -> ApiError | None:
+    """The 503 an outage of one of the bridge's dependencies answers, or None."""
+    if isinstance(exc, redis.RedisError | StorageError):
+        what = "The rate limiter's store"
+    elif isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        what = "The state database"
+    else:
+        return None
+    return ApiError(
+        503,
+        "dependency_unavailable",
+        f"{what} is unavailable; nothing was done. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )

@@ -254,7 +254,7 @@ def paths() -> dict[str, dict[str, Operation]]:
                 "healthz",
                 "Liveness, with the orchestrator's reachability",
                 "meta",
-                {200: ok("Up", "Health"), 503: ok("The orchestrator is unreachable", "Health")},
+                {200: ok("Up", "Health"), 503: ok("A dependency is unavailable", "Health")},
                 public=True,
             )
         },

@@ -233,6 +233,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "status": string(enum=["ok", "degraded"]),
             "orchestrator": obj({"reachable": {"type": "boolean"}}),
+            "dependencies": map_of(string(enum=["ok", "unavailable", "not_configured"])),
             "auth_mode": string(),
         }
     ),

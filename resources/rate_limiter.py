@@ -16,6 +16,7 @@ the only clock, so hosts whose clocks differ still share one window.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -137,7 +138,21 @@ class ProviderRateLimiter:
         return [f"{self.prefix}:{{{bucket}}}:{name}" for name in names]
 
     def try_acquire(self, limit: RateLimit, ticket: str, user: str) -> tuple[bool, float]:
-        """One attempt: (admitted, seconds worth waiting before the next attempt)."""
+        """One attempt: (admitted, seconds worth waiting before the next attempt).
+
+        Redis unreachable is a retryable `server_unavailable` (nothing was sent to the
+        provider): the limiter fails closed, the step waits for the retry sensor."""
+        try:
+            return self._try_acquire(limit, ticket, user)
+        except redis.RedisError as exc:
+            raise RetryableError(
+                "server_unavailable",
+                "The provider rate limiter is unavailable; the step waits and retries",
+                LIMITER_DOWN_RETRY_SECONDS,
+                dependency=True,
+            ) from exc
+
+    def _try_acquire(self, limit: RateLimit, ticket: str, user: str) -> tuple[bool, float]:
         ok, wait = self._acquire(
             keys=self._keys(limit.bucket),
             args=[
@@ -179,8 +194,14 @@ class ProviderRateLimiter:
     def release(self, provider: str, model: str, ticket: str) -> None:
         """The prediction is no longer at the provider (or was never created): free its slot."""
         limit = self.limits.for_call(provider, model)
-        if limit is not None:
+        if limit is None:
+            return
+        try:
             self._leave(keys=self._leave_keys(limit.bucket), args=[ticket])
+        except redis.RedisError:
+            # The slot expires on its own (PROVIDER_LIMIT_INFLIGHT_TTL): never fail a step
+            # that already has its output for it.
+            _log.warning("provider limiter unavailable: slot %s left to expire", ticket)
 
     def _leave_keys(self, bucket: str) -> list[str]:
         keys = self._keys(bucket)
@@ -188,6 +209,9 @@ class ProviderRateLimiter:
 
 
 _shared: dict[tuple[int, str], ProviderRateLimiter] = {}
+_log = logging.getLogger(__name__)
+# How long a step waits before it is retried while the limiter's Redis is down.
+LIMITER_DOWN_RETRY_SECONDS = 10.0
 _lock = threading.Lock()
 
 

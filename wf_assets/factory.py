@@ -16,12 +16,13 @@ from resources.model_provider import ModelProvider
 from resources.predictions import PredictionsResource
 from runtime.worker import worker_identity
 from wf_assets.asset_keys import asset_key_for
+from wf_assets.dependencies import as_dependency_outage
 from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
 from wf_assets.kinds.generate import Parked
 from wf_assets.partitions import jobs_partitions
 from wf_assets.step_guard import check_run_may_proceed
 from wf_core import tags as t
-from wf_core.errors import HardError, classify
+from wf_core.errors import HardError, WorkflowError, classify
 from wf_core.models import MODELS
 from wf_core.progress import ProgressGate
 from wf_core.specs import StepSpec, WorkflowSpec, continuation_problem
@@ -264,6 +265,9 @@ def _step_failure(
     used: tuple[str | None, str | None],
 ) -> dg.Failure:
     """Record why a step failed (run tags and failure metadata) and build the Failure."""
+    if not isinstance(exc, WorkflowError):
+        context.log.error(f"{step.name} raised {type(exc).__name__}: {exc}")  # the full text
+        exc = as_dependency_outage(exc) or exc
     record = classify(exc, step.name, spec.step_index(step.name))
     provider, model = used
     record = replace(record, provider=record.provider or provider, model=record.model or model)
@@ -281,6 +285,8 @@ def _step_failure(
     if record.error_type == "invalid_key":
         fingerprint = context.resources.model_provider.credential_fingerprint()
     tags = failure_tags(record, failed_at.isoformat(), retry_at, fingerprint)
+    if isinstance(exc, WorkflowError) and exc.details.get("dependency"):
+        tags[t.DEPENDENCY_OUTAGE] = "true"
     context.instance.add_run_tags(context.run_id, tags)
     context.log.error(f"{record.error_type} in {step.name}: {record.message}")
     metadata = {key: value for key, value in fields.items() if value is not None}

@@ -26,6 +26,19 @@ ErrorType = Literal[RetryableErrorType, PermanentErrorType]
 RETRYABLE_TYPES: frozenset[str] = frozenset(get_args(RetryableErrorType))
 PERMANENT_TYPES: frozenset[str] = frozenset(get_args(PermanentErrorType))
 ERROR_TYPES: frozenset[str] = RETRYABLE_TYPES | PERMANENT_TYPES
+# What an unexpected error's text must not show a user: addresses, URLs and paths.
+_REDACT = [
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE), "<url>"),
+    (
+        re.compile(r"(?<![\w:])\[?(?:[0-9a-f]{0,4}:){2,7}[0-9a-f.]{0,15}\]?(?::\d+)?", re.I),
+        "<address>",
+    ),
+    (re.compile(r"\bport \d+", re.IGNORECASE), "port <port>"),
+    (re.compile(r"\bhost \"[^\"]*\"", re.IGNORECASE), "host <host>"),
+    (re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b"), "<address>"),
+    (re.compile(r"\b(localhost|[a-z0-9-]+(\.[a-z0-9-]+)+):\d+\b", re.IGNORECASE), "<address>"),
+    (re.compile(r"(?<![\w<])/(?:[\w.@%+-]+/)*[\w.@%+-]+"), "<path>"),
+]
 # Providers that give no header may say it in words: "Your rate limit resets in ~30s."
 RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
@@ -107,8 +120,16 @@ def classify(exc: BaseException, step: str, step_index: int) -> FailureRecord:
         step_index=step_index,
         error_type="internal",
         retryable=False,
-        message=f"{type(exc).__name__}: {exc}",
+        message=f"{type(exc).__name__}: {redact(str(exc))}",
     )
+
+
+def redact(text: str) -> str:
+    """`text` without the addresses, URLs and paths an internal error may carry (the
+    run's log keeps the original)."""
+    for pattern, replacement in _REDACT:
+        text = pattern.sub(replacement, text)
+    return text[:500]
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

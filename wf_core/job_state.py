@@ -125,10 +125,13 @@ def duplicate_of(runs: list[RunView], run_id: str) -> RunView | None:
 
 
 def failures_per_step(runs: list[RunView]) -> dict[str, int]:
-    """How many runs failed at each step: the attempts counted against max_attempts."""
+    """How many runs failed at each step: the attempts counted against max_attempts
+    (a failure because a dependency was down is not one)."""
     counts: dict[str, int] = {}
     for run in runs:
         step = run.tags.get(t.FAILED_STEP)
+        if run.tags.get(t.DEPENDENCY_OUTAGE):
+            continue  # the step never had its chance: a dependency was down
         if run.status == "FAILURE" and step:
             counts[step] = counts.get(step, 0) + 1
     return counts

@@ -145,4 +145,5 @@ def system_resolve(host: str, port: int) -> list[str]:
     """The addresses the system resolver gives for `host` (every family)."""
     import socket
 
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})

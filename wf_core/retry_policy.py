@@ -83,6 +83,9 @@ def scheduled_retry_at(
         return parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
     if error_type in ("quota_exceeded", "invalid_key"):
         return None
+    if run.tags.get(t.DEPENDENCY_OUTAGE):
+        # Its own retry time: a steady pace while the dependency is down.
+        return parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
     return failed_at + backoff_delay(run, state.attempts.get(step, 1), settings)
 
 

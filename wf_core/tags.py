@@ -51,6 +51,9 @@ CONTINUATION_PRIORITY = "10"
 DAGSTER_PARENT_RUN = "dagster/parent_run_id"
 # The spec version a job runs on (a digest; see wf_store.spec_versions).
 SPEC_VERSION = "wf/spec_version"
+# Set on a run that failed because a dependency (state database, Redis, media storage,
+# the network) was down: retried at its retry time, not counted against max_attempts.
+DEPENDENCY_OUTAGE = "wf/dependency_outage"
 # Set on a run launched only to end a job its code can no longer continue: the reason.
 END_REASON = "wf/end_reason"
 
