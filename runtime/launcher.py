@@ -31,7 +31,8 @@ from dagster._core.launcher import (  # the documented extension point for launc
 )
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
-from runtime.worker import run_worker_identity, worker_alive
+from runtime.worker import run_worker_identity, worker_alive, worker_identity
+from wf_core import tags as t
 
 # How long an interrupted run worker has to wind down before it is killed.
 CANCEL_GRACE_SECONDS = 30.0
@@ -86,6 +87,9 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
     def launch_run(self, context: LaunchRunContext) -> None:
         """Hand the run to its code location's zygote, which forks its worker."""
         run = context.dagster_run
+        # Who launches it: if this process dies before a worker takes the run up, the
+        # crash detector sees a STARTING run whose launcher is gone (sensors/crash_detector).
+        self._instance.add_run_tags(run.run_id, {t.LAUNCHER: worker_identity()})
         request = {"run_id": run.run_id, "instance_ref": serialize_value(self._instance.get_ref())}
         with self._lock:
             for attempt in (1, 2):

@@ -20,6 +20,8 @@ from wf_core.specs import WorkflowSpec
 
 # A run that has not yet recorded its worker is given this long to do so.
 UNIDENTIFIED_GRACE_SECONDS = 30.0
+# A STARTING run whose launcher is gone is given this long for a worker to take it up.
+ORPHAN_GRACE_SECONDS = 15.0
 
 
 def crash_tags(
@@ -46,18 +48,20 @@ def crash_tags(
 def fail_dead_runs(
     instance: dg.DagsterInstance, specs: dict[str, WorkflowSpec], log, now: float
 ) -> list[str]:
-    """Fail every STARTED workflow run whose worker is dead at `now`; returns their run ids."""
+    """Fail every STARTED workflow run whose worker is dead at `now`, and every STARTING
+    one whose launcher died before handing it to a worker; returns their run ids."""
     failed = []
     records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
     )
     for record in records:
         run = record.dagster_run
         spec = specs.get(run.tags.get(t.WORKFLOW, ""))
         if spec is None or t.JOB_ID not in run.tags:
             continue
+        check = _fail_if_dead if run.status == dg.DagsterRunStatus.STARTED else _fail_if_orphaned
         try:
-            if _fail_if_dead(instance, spec, record, log, now):
+            if check(instance, spec, record, log, now):
                 failed.append(run.run_id)
         except Exception:
             # One run that cannot be checked must not stop the check of every other.
@@ -84,6 +88,32 @@ def _fail_if_dead(
     if fresh is None or fresh.status != dg.DagsterRunStatus.STARTED:
         return False
     message = f"Run worker {identity or '(unknown)'} died mid-run"
+    tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
+    instance.add_run_tags(run.run_id, tags)
+    instance.report_run_failed(run, message=message)
+    log.warning(f"{message}; run {run.run_id} marked failed")
+    return True
+
+
+def _fail_if_orphaned(
+    instance: dg.DagsterInstance, spec: WorkflowSpec, record, log, now: float
+) -> bool:
+    """A STARTING run whose launching process (the daemon, with the prewarmed launcher)
+    is gone and which no worker took up: left by the previous life of a restarted
+    daemon, it would wait for run monitoring's start timeout (minutes). Failed as a
+    crash instead, the retry sensor resumes its job within seconds."""
+    run = record.dagster_run
+    launcher = run.tags.get(t.LAUNCHER)
+    if not launcher or worker_alive(launcher) is not False:
+        return False
+    if now - record.update_timestamp.timestamp() < ORPHAN_GRACE_SECONDS:
+        return False  # a worker forked just before its launcher died may still start it
+    if run_worker_identity(instance, run) is not None:
+        return False
+    fresh = instance.get_run_by_id(run.run_id)
+    if fresh is None or fresh.status != dg.DagsterRunStatus.STARTING:
+        return False
+    message = f"Run launcher {launcher} died before the run started"
     tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
     instance.add_run_tags(run.run_id, tags)
     instance.report_run_failed(run, message=message)

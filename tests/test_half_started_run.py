@@ -128,3 +128,38 @@ def test_launcher_health_and_terminate_of_a_half_started_run(instance, specs) ->
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def starting_run(instance: dg.DagsterInstance, spec, launcher: str) -> dg.DagsterRun:
+    """A run its launcher (tagged) marked STARTING and never handed to a worker."""
+    job_id = new_job_id()
+    ensure_partition(instance, job_id)
+    tags = {**t.job_tags(spec.id, job_id, "user-3", "bridge"), t.LAUNCHER: launcher}
+    run = dg.DagsterRun(
+        job_name=spec.job_name,
+        run_id=str(uuid.uuid4()),
+        tags=tags,
+        status=dg.DagsterRunStatus.STARTING,
+    )
+    instance.add_run(run)
+    return run
+
+
+def test_a_run_left_starting_by_a_dead_launcher_is_failed_within_a_tick(instance, specs) -> None:
+    from runtime.worker import worker_identity
+    from sensors.crash_detector import ORPHAN_GRACE_SECONDS, fail_dead_runs
+
+    spec = specs["img-edit-to-video"]
+    orphan = starting_run(instance, spec, worker_identity(_dead_pid()))
+    launching = starting_run(instance, spec, worker_identity(os.getpid()))  # launcher alive
+    record = instance.get_run_record_by_id(orphan.run_id)
+    updated = record.update_timestamp.timestamp()
+    log = dg.get_dagster_logger()
+    # Within its grace a worker may still take it up; after it, it is failed as a crash.
+    assert fail_dead_runs(instance, specs, log, updated + 1) == []
+    failed = fail_dead_runs(instance, specs, log, updated + ORPHAN_GRACE_SECONDS + 1)
+    assert failed == [orphan.run_id]
+    run = instance.get_run_by_id(orphan.run_id)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert run.tags[t.ERROR_TYPE] == "server_unavailable" and run.tags[t.RETRYABLE] == "true"
+    assert instance.get_run_by_id(launching.run_id).status == dg.DagsterRunStatus.STARTING

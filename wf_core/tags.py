@@ -49,6 +49,9 @@ PRIORITY = "dagster/priority"
 CONTINUATION_PRIORITY = "10"
 # Dagster's own tag on a re-execution launched from its UI.
 DAGSTER_PARENT_RUN = "dagster/parent_run_id"
+# The process that launched the run (`host:pid:start`: the daemon, with the prewarmed
+# launcher): a STARTING run whose launcher is gone was never handed to a worker.
+LAUNCHER = "wf/launcher"
 # The spec version a job runs on (a digest; see wf_store.spec_versions).
 SPEC_VERSION = "wf/spec_version"
 # Set on a run that failed because a dependency (state database, Redis, media storage,
