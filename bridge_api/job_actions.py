@@ -7,8 +7,9 @@
   (409), and so does a cancel that landed while it launched (409 with the job's state:
   nothing runs, the hold goes back).
 - A cancel writes the mark first (every step reads it before it starts), stops the
-  job's predictions and runs, and settles the credits at once: completed steps are
-  captured, the rest released.
+  job's predictions and runs, and settles the credits at once: the steps the provider
+  had already finished (billed) are captured, checkpointed or not, and the rest is
+  released (README, "What a cancel charges").
 """
 
 from __future__ import annotations
@@ -105,8 +106,20 @@ def cancel(spec: WorkflowSpec, snapshot: JobSnapshot, by: str) -> dict[str, Any]
     _terminate_active(snapshot.runs)
     # Once more for a run launched while the mark was being written.
     _terminate_active(_gateway().snapshot(job_id, _catalog().specs_for_job(job_id)).runs)
-    settle_job(job_id, state.completed, "cancelled")  # completed steps paid, the rest back
+    # Steps the provider finished before the cancel were billed: they are paid; the rest
+    # goes back.
+    settle_job(job_id, state.completed | _billed_steps(job_id), "cancelled")
     return {"job_id": job_id, "status": "cancelled", "message": "Workflow cancelled"}
+
+
+def _billed_steps(job_id: str) -> set[str]:
+    """Steps whose prediction the provider reported succeeded (and so billed)."""
+    try:
+        rows = prediction_store().for_job(job_id)
+    except Exception:
+        current_app.logger.exception("job %s: predictions unreadable; charging checkpoints", job_id)
+        return set()
+    return {row.step for row in rows if row.provider_status == "succeeded"}
 
 
 def _stop_predictions(job_id: str) -> None:

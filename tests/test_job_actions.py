@@ -83,3 +83,31 @@ def test_a_retry_that_loses_to_a_cancel_is_a_409(app) -> None:
     assert answer.json["error"]["job_status"] == "cancelled"
     assert gateway.terminated == [gateway.launches[-1]["run_id"]]
     assert not credits(app).hold(job_id).open  # what the retry held went back
+
+
+def test_a_cancel_after_the_provider_finished_a_step_charges_that_step(app) -> None:
+    client = app.test_client()
+    credits(app).grant(USER, 500, "test")
+    job_id = execute(client, bearer(USER)).json["job_id"]
+    store = app.config["PREDICTION_STORE"]
+    # image_edit's prediction succeeded at the provider (billed); no checkpoint yet.
+    intent = store.intend(
+        job_id=job_id,
+        step="image_edit",
+        attempt=1,
+        workflow_id="img-edit-to-video",
+        provider="replicate",
+        model="nano-banana",
+        provider_model="google/nano-banana",
+        input_digest="d",
+        provider_input={"prompt": "p"},
+        run_id="r1",
+    )
+    store.created(intent.id, "pred-1", "processing", next_poll_at=0.0)
+    store.apply_provider_update({"id": "pred-1", "status": "succeeded", "output": "x"}, "webhook")
+    assert client.post(f"/workflows/cancel/{job_id}", headers=bearer(USER)).status_code == 200
+    assert ledger(app, job_id) == [
+        ("reserve", "#1", 50),
+        ("capture", "image_edit", 25),
+        ("release", "#1", 25),
+    ]
