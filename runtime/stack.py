@@ -210,7 +210,10 @@ class DagsterStack:
         started = time.time()
         self._spawn(name, self._argv[name])
         if name == "codeserver":
+            # Ready once it answers: the webserver and the daemon (if up) find it by
+            # themselves, and either may be down at this moment (a deploy).
             self._wait_code_server(started)
+            return
         ready = self._daemon_heartbeating if name == "daemon" else lambda _: self._location_loaded()
         deadline = started + self.timeout
         while not ready(started):
