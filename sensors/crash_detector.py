@@ -87,12 +87,17 @@ def _fail_if_dead(
     fresh = instance.get_run_by_id(run.run_id)
     if fresh is None or fresh.status != dg.DagsterRunStatus.STARTED:
         return False
-    message = f"Run worker {identity or '(unknown)'} died mid-run"
-    tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
-    instance.add_run_tags(run.run_id, tags)
+    _fail_as_crash(
+        instance, spec, run, f"Run worker {identity or '(unknown)'} died mid-run", now, log
+    )
+    return True
+
+
+def _fail_as_crash(instance, spec: WorkflowSpec, run, message: str, now: float, log) -> None:
+    """Fail `run` as a retryable crash at its job's first unfinished step."""
+    instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message, now))
     instance.report_run_failed(run, message=message)
     log.warning(f"{message}; run {run.run_id} marked failed")
-    return True
 
 
 def _fail_if_orphaned(
@@ -113,9 +118,7 @@ def _fail_if_orphaned(
     fresh = instance.get_run_by_id(run.run_id)
     if fresh is None or fresh.status != dg.DagsterRunStatus.STARTING:
         return False
-    message = f"Run launcher {launcher} died before the run started"
-    tags = crash_tags(instance, spec, run.tags[t.JOB_ID], message, now)
-    instance.add_run_tags(run.run_id, tags)
-    instance.report_run_failed(run, message=message)
-    log.warning(f"{message}; run {run.run_id} marked failed")
+    _fail_as_crash(
+        instance, spec, run, f"Run launcher {launcher} died before the run started", now, log
+    )
     return True
