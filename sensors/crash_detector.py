@@ -82,22 +82,22 @@ def _fail_if_dead(
         # only if no RUN_START pid exists either, which run_worker_identity checked.
     elif worker_alive(identity) is not False:
         return False
-    # The record was read before the liveness check: a worker that finished its run in
-    # between exited normally. Its last status is written now: read it again.
+    message = f"Run worker {identity or '(unknown)'} died mid-run"
+    return _fail_as_crash(instance, spec, run, message, now, log)
+
+
+def _fail_as_crash(instance, spec: WorkflowSpec, run, message: str, now: float, log) -> bool:
+    """Fail `run` as a retryable crash at its job's first unfinished step, if it is still
+    in the status it was read in; whether it was failed."""
+    # The record was read before the liveness check: a worker that finished (or started)
+    # the run in between moved it on. Its last status is written now: read it again.
     fresh = instance.get_run_by_id(run.run_id)
-    if fresh is None or fresh.status != dg.DagsterRunStatus.STARTED:
+    if fresh is None or fresh.status != run.status:
         return False
-    _fail_as_crash(
-        instance, spec, run, f"Run worker {identity or '(unknown)'} died mid-run", now, log
-    )
-    return True
-
-
-def _fail_as_crash(instance, spec: WorkflowSpec, run, message: str, now: float, log) -> None:
-    """Fail `run` as a retryable crash at its job's first unfinished step."""
     instance.add_run_tags(run.run_id, crash_tags(instance, spec, run.tags[t.JOB_ID], message, now))
     instance.report_run_failed(run, message=message)
     log.warning(f"{message}; run {run.run_id} marked failed")
+    return True
 
 
 def _fail_if_orphaned(
@@ -115,10 +115,5 @@ def _fail_if_orphaned(
         return False  # a worker forked just before its launcher died may still start it
     if run_worker_identity(instance, run) is not None:
         return False
-    fresh = instance.get_run_by_id(run.run_id)
-    if fresh is None or fresh.status != dg.DagsterRunStatus.STARTING:
-        return False
-    _fail_as_crash(
-        instance, spec, run, f"Run launcher {launcher} died before the run started", now, log
-    )
-    return True
+    message = f"Run launcher {launcher} died before the run started"
+    return _fail_as_crash(instance, spec, run, message, now, log)
