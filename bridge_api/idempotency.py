@@ -48,8 +48,10 @@ def _key() -> str | None:
 def request_digest() -> str:
     """A digest of what this request asks for: its form fields and each file's content."""
     digest = hashlib.sha256()
-    parts: list[Any] = sorted((k, v) for k, v in request.form.items(multi=True))
-    for field, upload in sorted(request.files.items(multi=True), key=lambda pair: pair[0]):
+    # By name only, as text: a repeated field keeps its values' order, and a part whose
+    # name the parser could not read (None) still sorts.
+    parts: list[Any] = sorted(request.form.items(multi=True), key=lambda pair: str(pair[0]))
+    for field, upload in sorted(request.files.items(multi=True), key=lambda pair: str(pair[0])):
         content = hashlib.sha256()
         while chunk := upload.stream.read(1 << 16):
             content.update(chunk)

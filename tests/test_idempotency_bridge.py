@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
+from tests.conftest import SAMPLE_IMAGE
 
 
 def test_the_same_key_twice_starts_one_job(tmp_path) -> None:
@@ -78,4 +79,36 @@ def test_a_key_reused_with_another_request_is_a_422(tmp_path) -> None:
         assert answer.status_code == 422, answer.json
         assert answer.json["error"]["code"] == "idempotency_key_reused"
     assert execute(client, headers).json == first.json  # the same request still replays
+    assert len(gateway.launches) == 1
+
+
+def test_a_part_without_a_name_is_digested_not_a_500(tmp_path) -> None:
+    """A multipart part with no name (the parser gives None) beside named ones: found by the
+    fuzzer as a 500 while the request's fields were sorted for the digest."""
+    gateway = LaunchingGateway()
+    client = bridge_app(tmp_path, gateway).test_client()
+    boundary = "b0undary"
+    parts = [
+        ('form-data; name="workflow_id"', b"img-edit-to-video"),
+        ("form-data", b"a part with no name"),
+        ('form-data; name="x"', b"2"),
+        ('form-data; name="x"', b"1"),
+        ('form-data; name="file"; filename="photo.jpg"', SAMPLE_IMAGE.read_bytes()),
+    ]
+    body = (
+        b"".join(
+            b"--%s\r\nContent-Disposition: %s\r\n\r\n%s\r\n" % (boundary.encode(), d.encode(), v)
+            for d, v in parts
+        )
+        + b"--%s--\r\n" % boundary.encode()
+    )
+    headers = {
+        **bearer(),
+        "Idempotency-Key": "nameless",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+    first = client.post("/workflows/execute", data=body, headers=headers)
+    again = client.post("/workflows/execute", data=body, headers=headers)
+    assert first.status_code == 202, first.json
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
     assert len(gateway.launches) == 1
