@@ -10,14 +10,45 @@ several workers that would each count the rate limits alone (in-memory
 RATELIMIT_STORAGE_URI). Command-line flags override these values; WEB_CONCURRENCY sets
 the number of workers. `-k bridge_api.gunicorn_worker.JsonErrorThreadWorker --threads N`
 gives the threaded worker back (a stream then holds a thread: keep MAX_STREAMS below N).
+
+gevent is patched here, first, in the master: importing anything of the bridge (this
+file's own import below, the worker class) imports the app, and with it modules that keep
+their own reference to `ssl.SSLContext` (jwt.jwks_client, which fetches Supabase's JWKS
+over HTTPS; redis). Patched only in the worker, after the fork, those references stay
+blocking, and gevent warns ("Monkey-patching ssl after ssl has already been imported").
+The threaded worker is never patched.
 """
 
 import os
+import sys
 
-from bridge_api.limits import check_limit_storage, storage_uri_from_env
+from gunicorn.config import Config
+
+GEVENT_WORKER = "bridge_api.gunicorn_worker.JsonErrorGeventWorker"
+
+
+def chosen_worker_class(argv: list[str]) -> str:
+    """The worker class this start uses: `-k` on the command line, else in GUNICORN_CMD_ARGS,
+    else ours (the order in which gunicorn applies them; it has parsed both already)."""
+    settings = Config()
+    parser = settings.parser()
+    for args in (argv, settings.get_cmd_args_from_env()):
+        chosen = parser.parse_known_args(args)[0].worker_class
+        if chosen:
+            return chosen
+    return GEVENT_WORKER
+
+
+# Every gevent worker class names gevent: "gevent", "gevent_pywsgi", ours, gunicorn's.
+if "gevent" in chosen_worker_class(sys.argv[1:]).lower():
+    from gevent import monkey
+
+    monkey.patch_all()
+
+from bridge_api.limits import check_limit_storage, storage_uri_from_env  # noqa: E402
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
-worker_class = "bridge_api.gunicorn_worker.JsonErrorGeventWorker"
+worker_class = GEVENT_WORKER
 # Connections a worker serves at once: the stream cap plus room for every other route.
 worker_connections = int(os.environ.get("MAX_STREAMS") or 1000) + 200
 threads = 32  # used by the threaded worker only
