@@ -15,14 +15,17 @@ from typing import Any
 
 import dagster as dg
 from celery.signals import worker_init
-from dagster._cli.api import _execute_run_command_body
-from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
-from dagster._serdes import unpack_value
 from dagster_celery.config import TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME
 from dagster_celery.make_app import make_app
 
 from runtime.celery_config import DEFAULT_QUEUE, broker_url, celery_settings, result_backend
 from runtime.celery_resume import resume_run
+from runtime.dagster_private import (
+    ExecuteRunArgs,
+    ResumeRunArgs,
+    _execute_run_command_body,
+    unpack_value,
+)
 
 
 def build_app(env: dict[str, str] | None = None) -> Any:

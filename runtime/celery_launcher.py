@@ -17,16 +17,19 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import dagster as dg
-from dagster import _check as check
-from dagster._core.events import EngineEventData
-from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
-from dagster._grpc.types import ResumeRunArgs
-from dagster._serdes import pack_value
 from dagster_celery.config import TASK_RESUME_JOB_NAME
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_TASK_ID_TAG
 
 from runtime.celery_config import broker_priority
+from runtime.dagster_private import (
+    CheckRunHealthResult,
+    EngineEventData,
+    ResumeRunArgs,
+    ResumeRunContext,
+    WorkerStatus,
+    pack_value,
+)
 
 PRIORITY_TAG = "dagster/priority"
 # How long a worker may go unheard before its STARTED runs count as dead: two pings at
@@ -95,8 +98,10 @@ class WorkflowCeleryRunLauncher(CeleryRunLauncher):
         does not take (TypeError at send, and the run is failed instead of resumed).
         """
         run = context.dagster_run
+        if run.job_code_origin is None:
+            raise dg.DagsterInvariantViolationError(f"run {run.run_id} has no code origin")
         args = ResumeRunArgs(
-            job_origin=check.not_none(run.job_code_origin),
+            job_origin=run.job_code_origin,
             run_id=run.run_id,
             instance_ref=self._instance.get_ref(),
             set_exit_code_on_failure=True,

@@ -12,12 +12,16 @@ import os
 from collections.abc import Iterable
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableJob
-from dagster._core.events import DagsterEvent, DagsterEventType
-from dagster._core.execution.api import create_execution_plan, execute_run_iterator
-from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.origin import JobPythonOrigin
-from dagster._utils.hosted_user_process import recon_job_from_origin
+from dagster import DagsterEvent, DagsterEventType
+
+from runtime.dagster_private import (
+    ExecutionPlan,
+    JobPythonOrigin,
+    ReconstructableJob,
+    create_execution_plan,
+    execute_run_iterator,
+    recon_job_from_origin,
+)
 
 FINISHED_STEP_EVENTS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_SKIPPED}
 

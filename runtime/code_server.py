@@ -58,7 +58,7 @@ def server_argv(host: str, port: int) -> list[str]:
 
 def reload(host: str, port: int) -> bool:
     """Ask the running server to load the code location afresh; whether it did."""
-    from dagster._grpc.client import DagsterGrpcClient  # the server's own client
+    from runtime.dagster_private import DagsterGrpcClient  # the server's own client
 
     try:
         reply = DagsterGrpcClient(host=host, port=port).reload_code(timeout=RELOAD_TIMEOUT)

@@ -15,6 +15,12 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from runtime import celery_config
+from runtime.dagster_private import (
+    DEFAULT_RUN_LAUNCHER,
+    LOCAL_COMPUTE_LOG_MANAGER,
+    NOOP_COMPUTE_LOG_MANAGER,
+    QUEUED_RUN_COORDINATOR,
+)
 from wf_core import settings
 from wf_core import tags as t
 from wf_core.logging_json import dagster_python_logs
@@ -103,7 +109,7 @@ def run_launcher_config() -> dict[str, Any]:
     if celery_config.celery_enabled():
         return celery_config.launcher_config()
     if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
-        return {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
+        return _class_config(DEFAULT_RUN_LAUNCHER)
     return {"module": "runtime.launcher", "class": "PrewarmedRunLauncher"}
 
 
@@ -111,14 +117,16 @@ def compute_logs_config(home: Path) -> dict[str, Any]:
     """No stdout/stderr capture by default; COMPUTE_LOGS=local keeps it under DAGSTER_HOME."""
     if os.environ.get("COMPUTE_LOGS", "off") == "local":
         return {
-            "module": "dagster._core.storage.local_compute_log_manager",
-            "class": "LocalComputeLogManager",
+            **_class_config(LOCAL_COMPUTE_LOG_MANAGER),
             "config": {"base_dir": str(home / "compute_logs")},
         }
-    return {
-        "module": "dagster._core.storage.noop_compute_log_manager",
-        "class": "NoOpComputeLogManager",
-    }
+    return _class_config(NOOP_COMPUTE_LOG_MANAGER)
+
+
+def _class_config(module_and_class: tuple[str, str]) -> dict[str, Any]:
+    """dagster.yaml's way to name a class: its module and its name."""
+    module, name = module_and_class
+    return {"module": module, "class": name}
 
 
 def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
@@ -136,8 +144,7 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
     return {
         **storage,
         "run_coordinator": {
-            "module": "dagster._core.run_coordinator",
-            "class": "QueuedRunCoordinator",
+            **_class_config(QUEUED_RUN_COORDINATOR),
             "config": {
                 "max_concurrent_runs": max_runs,
                 "dequeue_interval_seconds": DEQUEUE_INTERVAL_SECONDS,

@@ -23,14 +23,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster._core.launcher import (  # the documented extension point for launchers
+
+from runtime.dagster_private import (  # the documented extension point for launchers
     CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
     LaunchRunContext,
     RunLauncher,
     WorkerStatus,
 )
-from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
-
 from runtime.worker import run_worker_identity, worker_alive, worker_identity
 from wf_core import tags as t
 
@@ -90,7 +91,10 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
         # Who launches it: if this process dies before a worker takes the run up, the
         # crash detector sees a STARTING run whose launcher is gone (sensors/crash_detector).
         self._instance.add_run_tags(run.run_id, {t.LAUNCHER: worker_identity()})
-        request = {"run_id": run.run_id, "instance_ref": serialize_value(self._instance.get_ref())}
+        request = {
+            "run_id": run.run_id,
+            "instance_ref": dg.serialize_value(self._instance.get_ref()),
+        }
         with self._lock:
             for attempt in (1, 2):
                 zygote = self._zygote_for(run)

@@ -172,7 +172,7 @@ class DagsterStack:
         return path
 
     def _code_server_up(self) -> bool:
-        from dagster._grpc.client import DagsterGrpcClient  # the server's own client
+        from runtime.dagster_private import DagsterGrpcClient  # the server's own client
 
         try:
             DagsterGrpcClient(host="127.0.0.1", port=self.code_port).ping("up")

@@ -21,13 +21,8 @@ from pathlib import Path
 
 WATCHED_SUFFIXES = (".py", ".yaml", ".yml")
 # What a run worker imports lazily on its way to the first step.
+# (Dagster's own are runtime.dagster_private.PRELOAD_MODULES: private modules.)
 PRELOAD = (
-    "dagster._cli.api",
-    "dagster._core.execution.api",
-    "dagster._core.execution.plan.execute_plan",
-    "dagster._core.execution.plan.execute_step",
-    "dagster._core.storage.sqlite_storage",
-    "dagster._core.events",
     "PIL.Image",
     "PIL.PngImagePlugin",
     "PIL.JpegImagePlugin",
@@ -58,10 +53,13 @@ def _run_child(request: dict) -> None:
     """In the forked child: execute one run, then exit without returning to the loop."""
     # Private Dagster API, pinned with the Dagster family: the body of
     # `dagster api execute_run`, so events, status and cancellation behave alike.
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._core.instance import DagsterInstance, InstanceRef
-    from dagster._serdes import deserialize_value
-    from dagster._utils.interrupts import capture_interrupts
+    from dagster import DagsterInstance, deserialize_value
+
+    from runtime.dagster_private import (
+        InstanceRef,
+        _execute_run_command_body,
+        capture_interrupts,
+    )
 
     code = 1
     try:
@@ -94,7 +92,9 @@ def serve(module: str, working_directory: str, first: str | None = None) -> None
     sys.path.insert(0, working_directory)
     import dagster  # noqa: F401  (the expensive imports, paid once)
 
-    for name in PRELOAD:
+    from runtime.dagster_private import PRELOAD_MODULES
+
+    for name in (*PRELOAD_MODULES, *PRELOAD):
         importlib.import_module(name)
     definitions = importlib.import_module(module)
     if hasattr(definitions, "defs"):
