@@ -3,6 +3,9 @@ they shared `wf_core.backoff.backoff_seconds`, and the function itself."""
 
 from __future__ import annotations
 
+import random
+
+from wf_core.backoff import backoff_seconds
 from wf_core.circuit_breaker import BreakerBoard
 from wf_core.job_state import RunView
 from wf_core.retry_policy import RetrySettings, backoff_delay
@@ -52,3 +55,24 @@ def test_quota_breaker_cooldowns_are_unchanged() -> None:
         cooldowns.append(breaker.cooldown)
         board.start_probe("p/m", "job-1", attempt + 1, 100.0)
     assert cooldowns == BREAKER_COOLDOWNS
+
+
+def test_backoff_doubles_from_base_up_to_cap() -> None:
+    delays = [backoff_seconds(attempt, 10.0, 600.0) for attempt in range(1, 9)]
+    assert delays == [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0, 600.0]
+
+
+def test_an_attempt_below_one_counts_as_the_first() -> None:
+    assert backoff_seconds(0, 5.0, 60.0) == backoff_seconds(-3, 5.0, 60.0) == 5.0
+
+
+def test_jitter_draws_below_the_ceiling_from_the_given_generator() -> None:
+    draws = [backoff_seconds(4, 10.0, 600.0, random.Random(seed)) for seed in range(50)]
+    assert all(0.0 <= d <= 80.0 for d in draws)
+    assert len(set(draws)) == 50
+    again = backoff_seconds(4, 10.0, 600.0, random.Random(7))
+    assert again == draws[7] == random.Random(7).uniform(0, 80.0)
+
+
+def test_a_huge_attempt_is_capped_not_an_overflow() -> None:
+    assert backoff_seconds(5000, 5.0, 3600.0) == 3600.0

@@ -10,6 +10,7 @@ from pydantic import Field
 from upath import UPath
 
 from resources.json_files import write_json_atomic
+from wf_core.checkpoint import Checkpoint
 
 
 class CheckpointIOManager(dg.ConfigurableIOManager):
@@ -41,7 +42,7 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
                 context.instance, context.asset_key, context.asset_partition_key
             )
             if recorded is not None:
-                return recorded
+                return recorded.to_dict()
             raise dg.Failure(
                 f"no checkpoint for {context.asset_key.to_user_string()} "
                 f"job {context.asset_partition_key}: run that step first",
@@ -57,11 +58,13 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
 
 def recorded_checkpoint(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
-) -> dict[str, Any] | None:
+) -> Checkpoint | None:
     """The checkpoint carried by the latest materialization of one asset partition, or None."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records
     materialization = records[0].asset_materialization if records else None
     value = materialization.metadata.get("checkpoint") if materialization else None
-    return value.value if isinstance(value, dg.JsonMetadataValue) else None  # type: ignore[return-value]
+    if not isinstance(value, dg.JsonMetadataValue) or not isinstance(value.value, dict):
+        return None
+    return Checkpoint.from_dict(value.value)
