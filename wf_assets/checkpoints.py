@@ -38,11 +38,11 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
         """Load an upstream step's checkpoint for the same job."""
         path = self.path_for(context.asset_key, context.asset_partition_key)
         if not path.exists():
-            recorded = recorded_checkpoint(
+            recorded = _recorded_json(
                 context.instance, context.asset_key, context.asset_partition_key
             )
             if recorded is not None:
-                return recorded.to_dict()
+                return recorded
             raise dg.Failure(
                 f"no checkpoint for {context.asset_key.to_user_string()} "
                 f"job {context.asset_partition_key}: run that step first",
@@ -60,11 +60,17 @@ def recorded_checkpoint(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
 ) -> Checkpoint | None:
     """The checkpoint carried by the latest materialization of one asset partition, or None."""
+    recorded = _recorded_json(instance, asset_key, partition_key)
+    return None if recorded is None else Checkpoint.from_dict(recorded)
+
+
+def _recorded_json(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+) -> dict[str, Any] | None:
+    """The `checkpoint` JSON metadata of the latest materialization, as stored, or None."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records
     materialization = records[0].asset_materialization if records else None
     value = materialization.metadata.get("checkpoint") if materialization else None
-    if not isinstance(value, dg.JsonMetadataValue) or not isinstance(value.value, dict):
-        return None
-    return Checkpoint.from_dict(value.value)
+    return value.value if isinstance(value, dg.JsonMetadataValue) else None  # type: ignore[return-value]
