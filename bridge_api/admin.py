@@ -6,7 +6,6 @@ Only a token whose `app_metadata.role` is `admin` sees them; anyone else gets th
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
@@ -15,6 +14,7 @@ from bridge_api import admin_ops
 from bridge_api.auth import current_user, load_user
 from bridge_api.errors import ApiError
 from wf_core.job_ids import is_job_id
+from wf_core.times import iso_to_epoch_seconds
 from wf_store.job_index import JobFilter
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -39,7 +39,7 @@ def _time(name: str, value: Any) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return iso_to_epoch_seconds(str(value))
     except ValueError:
         raise ApiError(400, "invalid_filter", f"{name} must be an ISO-8601 time") from None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -22,6 +21,7 @@ from bridge_api.execution_view import iso
 from bridge_api.predictions import prediction_store
 from wf_core import tags as t
 from wf_core.control import JobStateError
+from wf_core.times import iso_to_epoch_seconds
 from wf_store.job_index import IndexedJob, JobFilter, JobIndex
 from wf_store.spec_versions import SpecVersions
 
@@ -149,9 +149,10 @@ def history(job_id: str) -> list[dict[str, Any]] | None:
             at = times.get("end") or run.created_at
             entries.append((at, {**failure, "at": iso(at)}))
     for step, checkpoint in snapshot.checkpoints.items():
-        at = _epoch(checkpoint.get("completed_at")) or 0.0
-        entry = {"kind": "checkpoint", "step": step, "status": checkpoint.get("status")}
-        entries.append((at, {**entry, "output": checkpoint.get("output"), "at": iso(at)}))
+        at = iso_to_epoch_seconds(checkpoint.completed_at)
+        # A checkpoint never carried a "status": the entry's has always been null.
+        entry = {"kind": "checkpoint", "step": step, "status": None}
+        entries.append((at, {**entry, "output": checkpoint.output, "at": iso(at)}))
     for row in prediction_store().for_job(job_id):
         entry = {
             "kind": "prediction",
@@ -172,14 +173,3 @@ def history(job_id: str) -> list[dict[str, Any]] | None:
         entries.append((event.at, {**entry, "at": iso(event.at)}))
     entries.sort(key=lambda pair: pair[0])
     return [entry for _, entry in entries]
-
-
-def _epoch(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None

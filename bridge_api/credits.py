@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -21,6 +20,7 @@ from bridge_api.auth import current_user, require_user
 from bridge_api.errors import ApiError
 from bridge_api.predictions import prediction_store
 from wf_core.specs import WorkflowSpec
+from wf_core.times import epoch_seconds_to_iso
 from wf_store.credits import (
     GRANT,
     CreditStore,
@@ -87,10 +87,6 @@ def settle_job(job_id: str, completed: Iterable[str], final: str | None) -> None
         current_app.logger.exception("job %s: credits not settled now; the sensor will", job_id)
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
 def entry_view(entry: Entry) -> dict[str, Any]:
     """One ledger row as API.md shows it."""
     return {
@@ -99,7 +95,7 @@ def entry_view(entry: Entry) -> dict[str, Any]:
         "kind": entry.kind,
         "amount": entry.amount,
         "reason": entry.reason,
-        "at": _iso(entry.at),
+        "at": epoch_seconds_to_iso(entry.at),
     }
 
 
@@ -196,9 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{found.user_id}: balance {found.balance}, reserved {found.reserved}")
     if args.command == "show":
         for entry in store.entries(args.user_id, limit=20)[0]:
-            print(
-                f"  {_iso(entry.at)} {entry.kind:8} {entry.amount:>8} {entry.job_id} {entry.step}"
-            )
+            at = epoch_seconds_to_iso(entry.at)
+            print(f"  {at} {entry.kind:8} {entry.amount:>8} {entry.job_id} {entry.step}")
     return 0
 
 

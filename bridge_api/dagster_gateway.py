@@ -20,6 +20,7 @@ import yaml
 
 from bridge_api.errors import ApiError
 from wf_core import tags as t
+from wf_core.checkpoint import Checkpoint
 from wf_core.job_state import RunView, derive_job_state
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import cancel_mark_path, is_cancel_mark
@@ -41,7 +42,7 @@ class JobSnapshot:
 
     job_id: str
     runs: list[RunView]
-    checkpoints: dict[str, dict[str, Any]]
+    checkpoints: dict[str, Checkpoint]
     cancelled: bool
     run_times: dict[str, dict[str, float | None]] = field(default_factory=dict)
     run_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -572,10 +573,10 @@ def _may_have_newer_runs(snapshot: JobSnapshot, specs: Mapping[str, WorkflowSpec
     return state.status not in FINAL_STATUSES
 
 
-def _checkpoint_of(event: dict) -> dict | None:
+def _checkpoint_of(event: dict) -> Checkpoint | None:
     for entry in event.get("metadataEntries") or []:
         if entry.get("label") == "checkpoint" and entry.get("jsonString"):
-            return json.loads(entry["jsonString"])
+            return Checkpoint.from_dict(json.loads(entry["jsonString"]))
     return None
 
 

@@ -4,7 +4,6 @@ running job, its rows of the prediction store: what its step waits on at the pro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from bridge_api.dagster_gateway import JobSnapshot
@@ -14,14 +13,13 @@ from wf_core import tags as t
 from wf_core.job_state import JobState, derive_job_state
 from wf_core.retry_policy import RetrySettings
 from wf_core.specs import WorkflowSpec
+from wf_core.times import epoch_seconds_to_iso
 from wf_store.predictions import Prediction
 
 
 def iso(epoch: float | None) -> str | None:
     """Epoch seconds as ISO-8601 UTC."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return None if epoch is None else epoch_seconds_to_iso(epoch)
 
 
 def job_state(spec: WorkflowSpec, snapshot: JobSnapshot) -> JobState:
@@ -78,9 +76,9 @@ def checkpoints_view(
         if checkpoint is not None:
             entry.update(
                 status="completed",
-                output=checkpoint["output"],
-                started_at=checkpoint["started_at"],
-                completed_at=checkpoint["completed_at"],
+                output=checkpoint.output,
+                started_at=checkpoint.started_at,
+                completed_at=checkpoint.completed_at,
             )
         elif step.name == state.failed_step and state.status in ("failed", "pending_retry"):
             entry = _failed_entry(spec, state, snapshot, settings)
@@ -111,7 +109,7 @@ def execution_view(
             "next_retry_at": next_retry_at(spec, state, settings),
         }
     last = spec.steps[-1].name
-    result = snapshot.checkpoints[last]["output"] if state.status == "completed" else None
+    result = snapshot.checkpoints[last].output if state.status == "completed" else None
     current = running_step(state) or (state.next_steps[0] if state.next_steps else last)
     created = min((r.created_at for r in snapshot.runs), default=None)
     updated = max((times["updated"] or 0 for times in snapshot.run_times.values()), default=None)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -37,6 +36,7 @@ from wf_core import tags as t
 from wf_core.job_ids import is_job_id
 from wf_core.job_state import FINISHED, counted_runs
 from wf_core.specs import WorkflowSpec
+from wf_core.times import epoch_ms_text_to_ms, iso_to_epoch_ms, seconds_to_ms
 
 bp = Blueprint("stream", __name__)
 # Order inside one batch of new events: time, then kind, then position.
@@ -44,14 +44,6 @@ SortKey = tuple[int, int, int, int]
 # What an event is: ("p", run, n) a run's n-th progress line, ("c", step) a
 # checkpoint, ("e", run) a run's failure, ("x",) the cancellation, ("t",) completion.
 Identity = tuple
-
-
-def _ms(value: str | float | None) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, str) and not value.replace(".", "").isdigit():
-        return int(datetime.fromisoformat(value).timestamp() * 1000)
-    return int(float(value) * (1 if float(value) > 1e11 else 1000))
 
 
 @dataclass
@@ -145,7 +137,8 @@ class JobEvents:
                 parsed = _progress_of(event, self.spec.steps[step].name)
                 if parsed is not None:
                     # Never earlier than the line before: a run's lines stay in log order.
-                    when = max(_ms(event["timestamp"]), lines[-1][0] if lines else 0)
+                    logged_ms = epoch_ms_text_to_ms(event["timestamp"])  # GraphQL: ms as text
+                    when = max(logged_ms, lines[-1][0] if lines else 0)
                     lines.append((when, {"step": step, **parsed}))
             finished = run.status in FINISHED
             self.cursors[run.run_id] = "done" if finished else cursor
@@ -165,9 +158,9 @@ class JobEvents:
                     "step": index,
                     "step_name": step.name,
                     "status": "completed",
-                    "output": checkpoint["output"],
+                    "output": checkpoint.output,
                 }
-                when = _ms(checkpoint["completed_at"])
+                when = iso_to_epoch_ms(checkpoint.completed_at)
                 events.append(Event(("c", index), (when, 1, index, 0), "checkpoint", data))
         state = job_state(self.spec, snapshot)
         for index, run in enumerate(runs):
@@ -177,11 +170,12 @@ class JobEvents:
         end = state.status in ("completed", "failed", "cancelled")
         if state.status == "completed":
             last = self.spec.steps[-1].name
-            done = _ms(snapshot.checkpoints[last]["completed_at"]) + 1
-            result = snapshot.checkpoints[last]["output"]
+            done = iso_to_epoch_ms(snapshot.checkpoints[last].completed_at) + 1
+            result = snapshot.checkpoints[last].output
             events.append(Event(("t",), (done, 3, 0, 0), "complete", {"result": result}))
         elif state.status == "cancelled":
-            when = _ms(max(snapshot.run_times[r.run_id]["updated"] or 0 for r in snapshot.runs))
+            updated = max(snapshot.run_times[r.run_id]["updated"] or 0 for r in snapshot.runs)
+            when = seconds_to_ms(updated)
             data = {
                 "step": None,
                 "error": "Job cancelled",
@@ -248,8 +242,10 @@ def _error_event(spec, run, state, settings, snapshot) -> tuple[SortKey, dict]:
         data["next_retry_at"] = next_retry_at(spec, state, settings)
     if latest and state.max_attempts_exceeded:
         data["error"] = state.error["message"]
-    when = run.tags.get(t.FAILED_AT) or snapshot.run_times[run.run_id]["end"]
-    return (_ms(when), 2, step if step is not None else 99, 0), data
+    failed_at = run.tags.get(t.FAILED_AT)  # ISO-8601; else the run's end, epoch seconds
+    end = snapshot.run_times[run.run_id]["end"]
+    when = iso_to_epoch_ms(failed_at) if failed_at else seconds_to_ms(end or 0)
+    return (when, 2, step if step is not None else 99, 0), data
 
 
 def format_event(event_id: str, name: str, data: dict) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +29,7 @@ from resources.replicate_api import ReplicateApi
 from resources.replicate_errors import PROVIDER, error_from_prediction
 from resources.replicate_output import output_format, output_urls, progress_of, video_duration
 from wf_core.errors import RetryableError, WorkflowError
+from wf_core.times import epoch_seconds_to_datetime
 from wf_store.predictions import Prediction, input_digest
 
 # How far before an intent a prediction it made may carry a creation time (clock skew).
@@ -111,7 +111,7 @@ class ReplicateModelProvider(ModelProvider):
         """The newest recent prediction made for this intent (its webhook names it), or
         with this intent's exact model and input and not `taken` by another row; None if
         the create never arrived."""
-        since = datetime.fromtimestamp(intent.created_at - FIND_SKEW_SECONDS, UTC)
+        since = epoch_seconds_to_datetime(intent.created_at - FIND_SKEW_SECONDS)
         name = intent.provider_model.partition(":")[0]
         with self._api(intent.model) as api:
             for page in api.list_since(since, FIND_MAX_PAGES):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -22,6 +20,8 @@ from sensors.metrics_sensor import open_breakers
 from wf_core import alerting
 from wf_core import tags as t
 from wf_core.alerting import AlertSettings, Announced, Firing, RunOutcome, StuckStep
+from wf_core.clock import Clock
+from wf_core.times import epoch_seconds_to_datetime
 from wf_store.alerts import AlertStore
 from wf_store.retry_queue import RetryQueue
 from wf_store.spec_versions import SpecVersions
@@ -34,15 +34,13 @@ STEP_EVENTS = {
     dg.DagsterEventType.STEP_FAILURE,
 }
 
-Clock = Callable[[], float]
-
 
 def recent_outcomes(instance: dg.DagsterInstance, since: float) -> list[RunOutcome]:
     """Our runs that succeeded or failed after `since` (a parked run is a pause, not one)."""
     records = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
-            updated_after=datetime.fromtimestamp(max(0.0, since), UTC),
+            updated_after=epoch_seconds_to_datetime(max(0.0, since)),
         ),
         limit=MAX_RUNS,
     )

@@ -14,7 +14,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -25,9 +24,11 @@ from wf_assets.asset_keys import asset_key_for
 from wf_assets.checkpoints import recorded_checkpoint
 from wf_assets.job_runs import load_job_state
 from wf_core import outbound
+from wf_core.clock import Clock
 from wf_core.job_ids import job_id_created_at
 from wf_core.job_state import JobState
 from wf_core.specs import WorkflowSpec
+from wf_core.times import epoch_seconds_to_iso
 from wf_core.webhook_signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from wf_store.callbacks import PENDING, WATCHING, Callback, CallbackStore
 
@@ -38,12 +39,7 @@ CHECK_SECONDS = 2.0
 MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10.0
 
-Clock = Callable[[], float]
 Post = Callable[[str, bytes, dict[str, str]], int]
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def job_document(
@@ -54,14 +50,14 @@ def job_document(
     checkpoints = {}
     for index, step in enumerate(spec.steps):
         if step.name in state.completed:
-            found = recorded_checkpoint(instance, asset_key_for(spec, step.name), job_id) or {}
+            found = recorded_checkpoint(instance, asset_key_for(spec, step.name), job_id)
             checkpoints[str(index)] = {
                 "step_name": step.name,
                 "step_type": step.type,
                 "status": "completed",
-                "output": found.get("output"),
-                "started_at": found.get("started_at"),
-                "completed_at": found.get("completed_at"),
+                "output": found.output if found else None,
+                "started_at": found.started_at if found else None,
+                "completed_at": found.completed_at if found else None,
             }
     last = str(len(spec.steps) - 1)
     result = checkpoints[last]["output"] if state.status == "completed" else None
@@ -69,7 +65,7 @@ def job_document(
     names = [s.name for s in spec.steps]
     current = names.index(state.next_steps[0]) if state.next_steps else len(names) - 1
     try:
-        created_at: str | None = _iso(job_id_created_at(job_id))
+        created_at: str | None = epoch_seconds_to_iso(job_id_created_at(job_id))
     except ValueError:
         created_at = None
     return {
@@ -124,7 +120,9 @@ def deliver(
     """Send one job's event once more; returns the row's new state."""
     event = row.event or "job.completed"
     webhook_id = f"msg_{row.job_id}_{event}"
-    body = json.dumps({"type": event, "timestamp": _iso(now), "job": document}).encode()
+    body = json.dumps(
+        {"type": event, "timestamp": epoch_seconds_to_iso(now), "job": document}
+    ).encode()
     timestamp = int(now)
     headers = {
         "content-type": "application/json",

@@ -8,8 +8,6 @@ a retryable `server_unavailable` crash at its first step without a checkpoint.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from runtime.worker import run_worker_identity, worker_alive
@@ -17,6 +15,7 @@ from wf_assets.resume import completed_steps
 from wf_core import tags as t
 from wf_core.job_state import steps_to_run
 from wf_core.specs import WorkflowSpec
+from wf_core.times import epoch_seconds_to_iso
 
 # A run that has not yet recorded its worker is given this long to do so.
 UNIDENTIFIED_GRACE_SECONDS = 30.0
@@ -35,7 +34,7 @@ def crash_tags(
     tags = {
         t.ERROR_TYPE: "server_unavailable",
         t.RETRYABLE: "true",
-        t.FAILED_AT: datetime.fromtimestamp(now, UTC).isoformat(),
+        t.FAILED_AT: epoch_seconds_to_iso(now, timespec="auto"),
         t.ERROR_MESSAGE: message,
     }
     if spec is not None:

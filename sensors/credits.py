@@ -11,12 +11,12 @@ It also deletes idempotency keys past their 24 h.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import dagster as dg
 
 from resources.predictions import PredictionsResource
 from wf_assets.job_runs import load_job_state
+from wf_core.clock import Clock
 from wf_core.job_ids import job_id_created_at
 from wf_core.specs import WorkflowSpec
 from wf_store.credits import CreditStore, Hold
@@ -32,8 +32,6 @@ CHECK_WAITING_SECONDS = 30.0
 # A hold whose job has no run this long after execute was never launched (a bridge that
 # died between the reserve and the launch): its credits go back.
 NEVER_LAUNCHED_SECONDS = 600.0
-
-Clock = Callable[[], float]
 
 
 def settle_hold(

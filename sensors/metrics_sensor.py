@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -23,8 +21,10 @@ from resources.predictions import PredictionsResource
 from wf_assets.job_runs import load_job_state
 from wf_core import tags as t
 from wf_core.circuit_breaker import BreakerBoard
+from wf_core.clock import Clock
 from wf_core.job_ids import job_id_created_at
 from wf_core.specs import WorkflowSpec
+from wf_core.times import epoch_seconds_to_datetime
 from wf_store.job_index import JobIndex
 from wf_store.metrics import Fold, MetricsStore
 from wf_store.schema import predictions
@@ -42,8 +42,6 @@ STEP_EVENTS = {
     dg.DagsterEventType.STEP_FAILURE,
 }
 LATENCY_STATES = ("completed", "handed_off", "consuming", "consumed")
-
-Clock = Callable[[], float]
 
 
 def _outcome(run: dg.DagsterRun) -> str:
@@ -195,7 +193,7 @@ def fold_metrics(
 ) -> int:
     """One tick: fold what changed since the stored cursor; the number of runs read."""
     after = float(store.state("runs_updated_after") or 0)
-    since = datetime.fromtimestamp(max(0.0, after - OVERLAP_SECONDS), UTC)
+    since = epoch_seconds_to_datetime(max(0.0, after - OVERLAP_SECONDS))
     records = instance.get_run_records(
         filters=dg.RunsFilter(updated_after=since),
         limit=MAX_RUNS,

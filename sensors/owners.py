@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -32,6 +31,7 @@ from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import load_job_state
 from wf_core import tags as t
+from wf_core.clock import Clock
 from wf_core.job_state import ACTIVE
 from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec, continuation_problem
@@ -41,8 +41,6 @@ from wf_store.spec_versions import Pin, SpecVersions
 
 OWNERS_SENSOR_NAME = "job_owners_sensor"
 FINAL_STATUSES = {"completed", "failed", "cancelled"}
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)

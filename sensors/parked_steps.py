@@ -13,7 +13,6 @@ this poller, the run that created them): the store's compare-and-set makes it on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -23,6 +22,7 @@ from resources.predictions import PredictionsResource
 from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_core import tags as t
+from wf_core.clock import Clock
 from wf_core.polling import PollSettings, next_poll_at
 from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec, continuation_problem
@@ -31,8 +31,6 @@ from wf_store.spec_versions import SpecVersions
 
 PARKED_STEPS_SENSOR_NAME = "parked_steps_sensor"
 POLL_THREADS = 8
-
-Clock = Callable[[], float]
 
 
 def _cancel_requested(store: PredictionStore, provider: ModelProvider, batch: int, log) -> None:

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -36,10 +35,12 @@ from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import job_run_views, load_job_state, run_view
 from wf_core import tags as t
 from wf_core.circuit_breaker import BreakerBoard
+from wf_core.clock import Clock
 from wf_core.control import plan_retry
 from wf_core.job_state import ACTIVE, JobState, RunView
 from wf_core.retry_policy import Decision, RetrySettings, decide, fallback_model, quota_key
 from wf_core.specs import WorkflowSpec, continuation_problem
+from wf_core.times import epoch_seconds_to_datetime
 from wf_store.retry_queue import RetryQueue, Waiting
 from wf_store.spec_versions import SpecVersions
 
@@ -57,8 +58,6 @@ DECISIONS_PER_TICK = 50
 RECHECK_SECONDS = 30.0
 # Runs behind a breaker looked at for its probe, oldest first.
 PROBE_CANDIDATES = 5
-
-Clock = Callable[[], float]
 
 
 @dataclass
@@ -91,7 +90,7 @@ def _one_job(log, run: dg.DagsterRun) -> Iterator[None]:
 
 
 def _failed_since(instance: dg.DagsterInstance, after: float) -> list[dg.RunRecord]:
-    since = datetime.fromtimestamp(max(0.0, after - CURSOR_OVERLAP_SECONDS), UTC)
+    since = epoch_seconds_to_datetime(max(0.0, after - CURSOR_OVERLAP_SECONDS))
     return _all_records(
         instance, dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since)
     )

@@ -22,7 +22,7 @@ from tests.retry_harness import JUST_BEFORE, RetryHarness
 from wf_assets.resume import ensure_partition
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
-from wf_core.retry_policy import parse_time
+from wf_core.times import iso_to_epoch_seconds
 
 
 def _dead_pid() -> int:
@@ -103,7 +103,7 @@ def test_a_run_without_a_worker_is_failed_only_after_its_grace(harness, specs) -
     assert failed.status == dg.DagsterRunStatus.FAILURE
     assert failed.tags[t.RETRYABLE] == "true"
     # The failure is dated by the sensor's clock, which its backoff is counted from.
-    assert parse_time(failed.tags[t.FAILED_AT]) == pytest.approx(harness.clock())
+    assert iso_to_epoch_seconds(failed.tags[t.FAILED_AT]) == pytest.approx(harness.clock())
 
 
 def test_launcher_health_and_terminate_of_a_half_started_run(instance, specs) -> None:

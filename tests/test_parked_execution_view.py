@@ -20,6 +20,7 @@ from bridge_api.dagster_gateway import JobSnapshot
 from bridge_api.execution_view import execution_view, iso
 from tests.fakes.clock import FakeClock
 from wf_core import tags as t
+from wf_core.checkpoint import Checkpoint
 from wf_core.job_ids import new_job_id
 from wf_core.job_state import RunView
 from wf_core.retry_policy import RetrySettings
@@ -48,9 +49,11 @@ def spec(specs):
     return specs[WORKFLOW]
 
 
-def _checkpoint(step: str, at: float) -> dict:
+def _checkpoint(step: str, at: float) -> Checkpoint:
     done = datetime.fromtimestamp(at, UTC).isoformat()
-    return {"output": {"url": f"/media/{step}.png"}, "started_at": done, "completed_at": done}
+    index = ["upload", "image_edit", "video_generation"].index(step)
+    output = {"url": f"/media/{step}.png"}
+    return Checkpoint(WORKFLOW, "job", step, index, "image", step, output, "run-1", done, done)
 
 
 def _parked_row(store: p.PredictionStore, job_id: str, step: str = "image_edit") -> p.Prediction:

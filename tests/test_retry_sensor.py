@@ -13,8 +13,8 @@ import pytest
 from tests.retry_harness import RetryHarness
 from wf_assets.asset_keys import asset_key_for
 from wf_core import tags as t
-from wf_core.retry_policy import parse_time
 from wf_core.settings import REPO_ROOT
+from wf_core.times import iso_to_epoch_seconds
 
 SETTLED = ("completed", "failed", "cancelled")
 
@@ -60,8 +60,8 @@ def test_rate_limit_waits_for_its_reset_time(harness, bench, specs) -> None:
     job_id = harness.start(spec)
     state = harness.state(spec, job_id)
     assert state.status == "pending_retry" and state.failed_step == "video"
-    reset = parse_time(state.latest.tags[t.RETRY_AT])
-    assert reset == pytest.approx(parse_time(state.latest.tags[t.FAILED_AT]) + 30)
+    reset = iso_to_epoch_seconds(state.latest.tags[t.RETRY_AT])
+    assert reset == pytest.approx(iso_to_epoch_seconds(state.latest.tags[t.FAILED_AT]) + 30)
     assert harness.retry_at(spec, job_id) == reset
     assert harness.tick() == [], "retried before the rate limit reset"
     harness.clock.advance_to(reset - 10)

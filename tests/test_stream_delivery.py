@@ -24,6 +24,7 @@ from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
 from tests.conftest import PG_SERVER_URL, SAMPLE_IMAGE
 from wf_core import tags as t
+from wf_core.checkpoint import Checkpoint
 from wf_core.job_ids import new_job_id
 from wf_core.job_state import RunView
 
@@ -46,9 +47,11 @@ def _line(step: str, ms: int, percent: int) -> dict:
             "stepKey": OPS[step], "timestamp": str(BASE_MS + ms)}  # fmt: skip
 
 
-def _checkpoint(step: str, ms: int) -> dict:
+def _checkpoint(step: str, ms: int) -> Checkpoint:
     done = datetime.fromtimestamp((BASE_MS + ms) / 1000, UTC).isoformat()
-    return {"output": {"url": f"/media/{step}"}, "started_at": None, "completed_at": done}
+    index = list(OPS).index(step)
+    return Checkpoint(WORKFLOW, "job", step, index, "image", step, {"url": f"/media/{step}"},
+                      "run-1", done, done)  # fmt: skip
 
 
 @dataclass
@@ -57,7 +60,7 @@ class Poll:
 
     status: str
     logs: list[dict]
-    checkpoints: dict[str, dict] = field(default_factory=dict)
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
 
 
 class LaggingGateway:

@@ -10,6 +10,7 @@ from pydantic import Field
 from upath import UPath
 
 from resources.json_files import write_json_atomic
+from wf_core.checkpoint import Checkpoint
 
 
 class CheckpointIOManager(dg.ConfigurableIOManager):
@@ -37,7 +38,7 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
         """Load an upstream step's checkpoint for the same job."""
         path = self.path_for(context.asset_key, context.asset_partition_key)
         if not path.exists():
-            recorded = recorded_checkpoint(
+            recorded = _recorded_json(
                 context.instance, context.asset_key, context.asset_partition_key
             )
             if recorded is not None:
@@ -57,8 +58,16 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
 
 def recorded_checkpoint(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
-) -> dict[str, Any] | None:
+) -> Checkpoint | None:
     """The checkpoint carried by the latest materialization of one asset partition, or None."""
+    recorded = _recorded_json(instance, asset_key, partition_key)
+    return None if recorded is None else Checkpoint.from_dict(recorded)
+
+
+def _recorded_json(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+) -> dict[str, Any] | None:
+    """The `checkpoint` JSON metadata of the latest materialization, as stored, or None."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records

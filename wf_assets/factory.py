@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the asset function's
 annotations at definition time to find its config and resources.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,17 +17,21 @@ from resources.model_provider import ModelProvider
 from resources.predictions import PredictionsResource
 from runtime.worker import worker_identity
 from wf_assets.asset_keys import asset_key_for
+from wf_assets.checkpoints import recorded_checkpoint
 from wf_assets.dependencies import as_dependency_outage
 from wf_assets.kinds import STEP_KINDS, StepContext, Upstream
 from wf_assets.kinds.generate import Parked
 from wf_assets.partitions import jobs_partitions
 from wf_assets.step_guard import check_run_may_proceed
 from wf_core import tags as t
+from wf_core.checkpoint import Checkpoint
+from wf_core.clock import Clock
 from wf_core.errors import HardError, WorkflowError, classify
 from wf_core.models import MODELS
 from wf_core.progress import ProgressGate
 from wf_core.specs import StepSpec, WorkflowSpec, continuation_problem
 from wf_core.tags import failure_tags
+from wf_core.times import now_iso
 from wf_store.spec_versions import SpecVersions
 
 CHECKPOINT_IO_KEY = "checkpoint_io"
@@ -38,11 +43,6 @@ class StepConfig(dg.Config):
     model: str | None = None
     prompt: str | None = None
     source: str | None = None
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO-8601."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _resolve_options(spec: WorkflowSpec, step: StepSpec, config: StepConfig) -> tuple:
@@ -130,7 +130,8 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             # Two of our runs met at this step (a crashed run's retry and the continuation
             # of its prediction): the first stored it; the second must not pay again.
             context.log.info(f"{step.name} already has its checkpoint: reused, not run again")
-            yield dg.Output(earlier, metadata={"checkpoint": dg.MetadataValue.json(earlier)})
+            stored = earlier.to_dict()
+            yield dg.Output(stored, metadata={"checkpoint": dg.MetadataValue.json(stored)})
             return
         try:
             model, prompt = _resolve_options(job_spec, job_step, config)
@@ -140,7 +141,9 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
                 model=model if kind.needs_model else None,
                 prompt=prompt,
                 upstream=[
-                    Upstream(name, job_spec.step(name).kind, upstream[name]["output"])
+                    Upstream(
+                        name, job_spec.step(name).kind, Checkpoint.from_dict(upstream[name]).output
+                    )
                     for name in upstream_steps
                 ],
                 provider=model_provider,
@@ -161,30 +164,11 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
         if isinstance(outcome, Parked):
             _park(context, spec, step, outcome)
             return
-        output = outcome.output
-        checkpoint = {
-            "workflow_id": spec.id,
-            "job_id": job_id,
-            "step_name": step.name,
-            "step_index": index,
-            "step_type": step.type,
-            "kind": job_step.kind,
-            "output": output,
-            "run_id": context.run_id,
-            "started_at": started_at,
-            "completed_at": now_iso(),
-        }
-        metadata: dict[str, Any] = {
-            "checkpoint": dg.MetadataValue.json(checkpoint),
-            "started_at": started_at,
-            "completed_at": checkpoint["completed_at"],
-        }
-        url = output.get(kind.url_field)
-        if url:
-            metadata["media_url"] = dg.MetadataValue.url(url)
-        if output.get("model_used"):
-            metadata["model_used"] = output["model_used"]
-        yield dg.Output(checkpoint, metadata=metadata)
+        checkpoint = completed_checkpoint(
+            spec, step, job_step.kind, job_id, context.run_id, outcome.output, started_at
+        )
+        metadata = checkpoint_metadata(checkpoint, kind.url_field)
+        yield dg.Output(checkpoint.to_dict(), metadata=metadata)
         # The checkpoint is written once the output is yielded: only now is the
         # prediction spent. (A crash before this leaves it `consuming`, which the
         # step never reads again: it has its checkpoint.)
@@ -192,6 +176,47 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
             predictions.store().consumed(outcome.intent_id)
 
     return _step
+
+
+def completed_checkpoint(
+    spec: WorkflowSpec,
+    step: StepSpec,
+    kind: str,
+    job_id: str,
+    run_id: str,
+    output: dict[str, Any],
+    started_at: str,
+    clock: Clock = time.time,
+) -> Checkpoint:
+    """The checkpoint of `step` (of the current `spec`) completing now; `kind` is the
+    step kind that ran it (the job's pinned version's)."""
+    return Checkpoint(
+        workflow_id=spec.id,
+        job_id=job_id,
+        step_name=step.name,
+        step_index=spec.step_index(step.name),
+        step_type=step.type,
+        kind=kind,
+        output=output,
+        run_id=run_id,
+        started_at=started_at,
+        completed_at=now_iso(clock),
+    )
+
+
+def checkpoint_metadata(checkpoint: Checkpoint, url_field: str) -> dict[str, Any]:
+    """The step's materialization metadata: the stored checkpoint, its times, its media."""
+    metadata: dict[str, Any] = {
+        "checkpoint": dg.MetadataValue.json(checkpoint.to_dict()),
+        "started_at": checkpoint.started_at,
+        "completed_at": checkpoint.completed_at,
+    }
+    url = checkpoint.output.get(url_field)
+    if url:
+        metadata["media_url"] = dg.MetadataValue.url(url)
+    if checkpoint.output.get("model_used"):
+        metadata["model_used"] = checkpoint.output["model_used"]
+    return metadata
 
 
 def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[int, str], None]:
@@ -207,7 +232,7 @@ def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[int, str], 
 
 def _earlier_checkpoint(
     context: dg.AssetExecutionContext, spec: WorkflowSpec, step: StepSpec
-) -> dict[str, Any] | None:
+) -> Checkpoint | None:
     """The step's checkpoint for this job if one exists and this run is one of ours.
 
     Our launchers select only steps without a checkpoint; an operator's re-materialization
@@ -215,16 +240,9 @@ def _earlier_checkpoint(
     """
     if t.ATTEMPT not in context.run.tags:
         return None
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=asset_key_for(spec, step.name), asset_partitions=[context.partition_key]
-        ),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("checkpoint")
-    return value.value if isinstance(value, dg.JsonMetadataValue) else None  # type: ignore[return-value]
+    return recorded_checkpoint(
+        context.instance, asset_key_for(spec, step.name), context.partition_key
+    )
 
 
 def _park(

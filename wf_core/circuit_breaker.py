@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from wf_core.backoff import backoff_seconds
+
 
 @dataclass
 class Breaker:
@@ -63,7 +65,9 @@ class BreakerBoard:
         if breaker is None:
             self.breakers[key] = Breaker(opened_at=now, cooldown=base)
         elif breaker.probe_job == job_id and breaker.probe_attempt == attempt:
-            self.breakers[key] = Breaker(opened_at=now, cooldown=min(cap, breaker.cooldown * 2))
+            # One step further along the doubling schedule from the last cooldown.
+            cooldown = backoff_seconds(2, breaker.cooldown, cap)
+            self.breakers[key] = Breaker(opened_at=now, cooldown=cooldown)
 
     def start_probe(self, key: str, job_id: str, attempt: int, now: float) -> None:
         """Record that `job_id`'s attempt `attempt` is the probe for `key`."""

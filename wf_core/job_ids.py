@@ -6,12 +6,14 @@ import os
 import time
 import uuid
 
+from wf_core.times import epoch_ms_to_seconds, seconds_to_ms
+
 JOBS_PARTITIONS_NAME = "jobs"
 
 
 def new_job_id(now: float | None = None) -> str:
     """A UUIDv7: random, yet ordered by creation time, so old jobs can be archived by range."""
-    millis = int((time.time() if now is None else now) * 1000)
+    millis = seconds_to_ms(time.time() if now is None else now)
     raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
     raw[6] = 0x70 | (raw[6] & 0x0F)
     raw[8] = 0x80 | (raw[8] & 0x3F)
@@ -23,7 +25,7 @@ def job_id_created_at(job_id: str) -> float:
     value = uuid.UUID(job_id)
     if value.version != 7:
         raise ValueError(f"{job_id} is not a UUIDv7 job id")
-    return int.from_bytes(value.bytes[:6], "big") / 1000
+    return epoch_ms_to_seconds(int.from_bytes(value.bytes[:6], "big"))
 
 
 def is_job_id(value: str) -> bool:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+
+from wf_core.clock import Clock
 
 MIN_INTERVAL_SECONDS = 2.0
 
@@ -15,7 +16,7 @@ class ProgressGate:
     def __init__(
         self,
         min_interval: float = MIN_INTERVAL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.min_interval = min_interval
         self.clock = clock

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from datetime import datetime
 
 from wf_core import tags as t
+from wf_core.backoff import backoff_seconds
 from wf_core.circuit_breaker import BreakerBoard
 from wf_core.job_state import JobState, RunView
 from wf_core.specs import WorkflowSpec
+from wf_core.times import iso_to_epoch_seconds
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,10 @@ class Decision:
     not_before: float | None = None
 
 
-def parse_time(value: str | None) -> float | None:
-    """An ISO-8601 tag value as epoch seconds."""
-    return datetime.fromisoformat(value).timestamp() if value else None
+def _tag_time(run: RunView, tag: str) -> float | None:
+    """A time tag of the run (ISO-8601) as epoch seconds; None if it has none."""
+    value = run.tags.get(tag)
+    return iso_to_epoch_seconds(value) if value else None
 
 
 def quota_key(run: RunView) -> str:
@@ -48,8 +50,8 @@ def quota_key(run: RunView) -> str:
 
 def backoff_delay(run: RunView, attempts: int, settings: RetrySettings) -> float:
     """Exponential backoff with full jitter, seeded by the run so a restart agrees."""
-    ceiling = min(settings.backoff_cap, settings.backoff_base * 2 ** max(0, attempts - 1))
-    return random.Random(run.run_id).uniform(0, ceiling)
+    jitter = random.Random(run.run_id)
+    return backoff_seconds(attempts, settings.backoff_base, settings.backoff_cap, jitter)
 
 
 def fallback_model(spec: WorkflowSpec, step: str, failed_model: str | None) -> str | None:
@@ -74,18 +76,18 @@ def scheduled_retry_at(
     """
     error_type = run.tags.get(t.ERROR_TYPE, "server_unavailable")
     step = state.failed_step or ""
-    failed_at = parse_time(run.tags.get(t.FAILED_AT)) or run.created_at
+    failed_at = _tag_time(run, t.FAILED_AT) or run.created_at
     if error_type in ("quota_exceeded", "rate_limit") and fallback_model(
         spec, step, run.tags.get(t.MODEL)
     ):
         return failed_at
     if error_type == "rate_limit":
-        return parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
+        return _tag_time(run, t.RETRY_AT) or failed_at + settings.rate_limit_default
     if error_type in ("quota_exceeded", "invalid_key"):
         return None
     if run.tags.get(t.DEPENDENCY_OUTAGE):
         # Its own retry time: a steady pace while the dependency is down.
-        return parse_time(run.tags.get(t.RETRY_AT)) or failed_at + settings.rate_limit_default
+        return _tag_time(run, t.RETRY_AT) or failed_at + settings.rate_limit_default
     return failed_at + backoff_delay(run, state.attempts.get(step, 1), settings)
 
 

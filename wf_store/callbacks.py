@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from wf_core.backoff import backoff_seconds
 from wf_store.migrations import upgrade
 from wf_store.migrations.tables import callback_deliveries as deliveries
 from wf_store.migrations.tables import callbacks
@@ -51,7 +52,7 @@ class Delivery:
 
 def backoff(attempt: int, base: float = 5.0, cap: float = 3600.0) -> float:
     """Seconds before attempt `attempt + 1`: base * 2^(attempt-1), at most `cap`."""
-    return float(min(cap, base * 2 ** max(0, attempt - 1)))
+    return backoff_seconds(attempt, base, cap)
 
 
 class CallbackStore:

@@ -29,7 +29,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from wf_core.clock import Clock
 from wf_core.job_ids import new_job_id
 from wf_store.schema import metadata, predictions, webhook_events
 
@@ -54,8 +55,6 @@ LIVE = (CREATING, PARKED, COMPLETED, HANDED_OFF, CONSUMING)
 # Provider statuses (Replicate's words; the local provider uses the same).
 RUNNING_STATUSES = frozenset({"starting", "processing"})
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)

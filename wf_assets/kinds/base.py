@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from resources.media_storage import MediaStorage, StoredMedia
 from resources.model_provider import ModelProvider, ProgressFn
+from wf_core.clock import Clock
 from wf_core.polling import PollSettings
 from wf_core.step_kinds import STEP_KIND_TABLE, StepKindInfo
 from wf_store.predictions import PredictionStore
@@ -54,7 +55,7 @@ class StepContext:
     # Where the provider calls back (`<PUBLIC_BASE_URL>/hooks/replicate`); None: polling only.
     webhook_url: str | None = None
     poll_settings: PollSettings = field(default_factory=PollSettings)
-    clock: Callable[[], float] = time.time
+    clock: Clock = time.time
     source_path: str | None = None
     progress: ProgressFn = field(default=lambda percent, message: None)
 
