@@ -43,12 +43,14 @@ class BridgeSettings(SharedSettings):
         2.0, "with PostgreSQL: poll besides Dagster's run event notifications"
     )
     max_streams: Annotated[int, Field(ge=1)] = setting(
-        1000, "open streams per process; past it 503 with Retry-After"
+        1000, "open streams per process (503 with Retry-After past it); gunicorn's connections"
     )
     stream_retry_after_seconds: Annotated[int, Field(ge=0)] = setting(
         5, "`Retry-After` of a refused stream"
     )
-    web_concurrency: Annotated[int, Field(ge=1)] = setting(2, "gunicorn worker processes")
+    web_concurrency: Annotated[int, Field(ge=1)] = setting(
+        2, "gunicorn worker processes (`bridge_api/gunicorn_conf.py`)"
+    )
     replicate_webhook_secret: SecretStr | None = setting(
         None, "Replicate's webhook signing secret (`whsec_...`)", unset="every webhook refused"
     )

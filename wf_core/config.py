@@ -23,13 +23,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from wf_core.rate_limit import parse_rules
 
 # Read by Dagster resources through `dg.EnvVar` (the value never passes through Python
-# config); definitions.py checks only whether each is set.
-RESOURCE_VARIABLES: dict[str, str] = {
-    "REPLICATE_API_TOKEN": "run models on Replicate (unset: the offline local provider)",
-    "REPLICATE_API_BASE_URL": "Replicate's API address (a stand-in server in tests)",
-    "CLOUDINARY_URL": "store media on Cloudinary (unset: local media)",
-    "ALERT_WEBHOOK_URL": 'alerts to a Slack-compatible webhook (`{"text": ...}`)',
-    "ALERT_SMTP_PASSWORD": "the SMTP password for alert e-mail",
+# config); definitions.py checks only whether each is set. Name -> (type, meaning).
+RESOURCE_VARIABLES: dict[str, tuple[str, str]] = {
+    "REPLICATE_API_TOKEN": ("secret", "run models on Replicate (unset: the offline provider)"),
+    "REPLICATE_API_BASE_URL": ("text", "Replicate's API address (a stand-in server in tests)"),
+    "CLOUDINARY_URL": ("secret", "store media on Cloudinary (unset: local media)"),
+    "ALERT_WEBHOOK_URL": ("secret", 'alerts to a Slack-compatible webhook (`{"text": ...}`)'),
+    "ALERT_SMTP_PASSWORD": ("secret", "the SMTP password for alert e-mail"),
 }
 
 
