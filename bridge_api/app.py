@@ -60,6 +60,14 @@ def config_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "METRICS_TOKEN": secret_value(env.metrics_token),
         # `json` (one redacted JSON object per line, with request context) or `text`.
         "LOG_FORMAT": env.log_format,
+        "CREDITS": env.credits,
+        # Job webhooks (bridge_api/callbacks.py); unset secret: callback_url is refused.
+        "CALLBACK_SIGNING_SECRET": secret_value(env.callback_signing_secret),
+        "CALLBACK_ALLOWED_HOSTS": env.callback_allowed_hosts,
+        "ALLOW_HTTP_CALLBACKS": env.allow_http_callbacks,
+        # The Workflows page (bridge_api/page.py).
+        "WEB_DIST_DIR": env.web_dist_dir,
+        "SUPABASE_ANON_KEY": secret_value(env.supabase_anon_key),
         **auth_config_from_env(environ),
     }
 

@@ -245,6 +245,12 @@ def test_bridge_defaults_are_unchanged(clean_env) -> None:
         "REPLICATE_WEBHOOK_SECRET": None,
         "METRICS_TOKEN": None,
         "LOG_FORMAT": "json",
+        "CREDITS": "off",
+        "CALLBACK_SIGNING_SECRET": None,
+        "CALLBACK_ALLOWED_HOSTS": "",
+        "ALLOW_HTTP_CALLBACKS": "off",
+        "WEB_DIST_DIR": None,
+        "SUPABASE_ANON_KEY": None,
     }
 
 
