@@ -154,6 +154,16 @@ def test_an_empty_variable_is_unset(clean_env) -> None:
     assert EngineSettings.from_env({"HANDOFF_BATCH": "", "RUN_LAUNCHER": ""}) == EngineSettings()
 
 
+def test_a_given_environment_is_read_alone(clean_env) -> None:
+    """Another process's environment is not mixed with this one's."""
+    clean_env.setenv("HANDOFF_BATCH", "9")
+    clean_env.setenv("RUN_LAUNCHER", "celery")
+    assert EngineSettings.from_env({"HANDOFF_BATCH": "3"}).handoff_batch == 3
+    assert EngineSettings.from_env({}).run_launcher == "prewarmed"
+    assert EngineSettings.from_env().handoff_batch == EngineSettings().handoff_batch == 9
+    assert settings.state_db_url(Path("/h"), {}) == "sqlite:////h/wf_state.db"
+
+
 # --- a bad value stops start-up, naming the variable -------------------------------------
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.json_schema import JsonDict
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from wf_core.rate_limit import parse_rules
 
@@ -69,6 +70,11 @@ def setting(default: Any, description: str, unset: str | None = None, **rules: A
     return Field(default, description=description, json_schema_extra=extra, **rules)
 
 
+# Set while `from_env` validates: its mapping is the whole environment (never mixed with
+# this process's, which may not be the one asked about).
+_GIVEN_ENV: ContextVar[bool] = ContextVar("settings_given_env", default=False)
+
+
 class _EnvSettings(BaseSettings):
     """Fields named as their variables (lower case); an empty variable is unset."""
 
@@ -82,14 +88,29 @@ class _EnvSettings(BaseSettings):
         return {name: name.upper() for name in cls.model_fields}
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`from_env` reads only the mapping it is given; `cls()` reads the environment too."""
+        return (init_settings,) if _GIVEN_ENV.get() else (init_settings, env_settings)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """The settings from `env` (another process's), this process's by default."""
         env = os.environ if env is None else env
         values = {name: env[var] for name, var in cls.variables().items() if env.get(var)}
+        token = _GIVEN_ENV.set(True)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             raise SettingsError(describe(cls, exc)) from None
+        finally:
+            _GIVEN_ENV.reset(token)
 
 
 def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
