@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,47 +16,58 @@ from bridge_api.dagster_gateway import DagsterGateway
 from bridge_api.errors import register_error_handlers
 from bridge_api.feeds import StreamHub
 from bridge_api.forms import LimitedFormRequest
-from bridge_api.limits import init_limits, storage_uri_from_env
+from bridge_api.limits import init_limits
 from bridge_api.logging_json import init_logging
 from bridge_api.page import init_page
 from bridge_api.predictions import prediction_store
+from bridge_api.settings import BridgeSettings
 from wf_core import settings
+from wf_core.config import secret_value
 from wf_core.webhook_signature import secret_key
 from wf_store.spec_versions import SpecVersions
 
 
-def config_from_env(environ: os._Environ | dict) -> dict[str, Any]:
-    """Settings from the environment (API.md's configuration table)."""
-    media = environ.get("MEDIA_DIR") or str(settings.media_dir())
-    home = environ.get("DAGSTER_HOME") or str(settings.dagster_home())
+def config_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """app.config from the environment, checked by `BridgeSettings` (SettingsError names a
+    bad variable); README's configuration table lists them."""
+    env = BridgeSettings.from_env(environ)
+    home = env.dagster_home or str(settings.dagster_home())
     return {
-        "DAGSTER_GRAPHQL_URL": environ.get("DAGSTER_GRAPHQL_URL", "http://127.0.0.1:3000/graphql"),
-        "MEDIA_DIR": media,
+        "DAGSTER_GRAPHQL_URL": env.dagster_graphql_url,
+        "MEDIA_DIR": env.media_dir or str(settings.media_dir()),
         # Raw uploads stay out of MEDIA_DIR, which is served publicly under /media/.
-        "UPLOAD_DIR": environ.get("UPLOAD_DIR") or str(Path(home) / "uploads"),
-        "MAX_UPLOAD_MB": float(environ.get("MAX_UPLOAD_MB") or 50),
-        "SPECS_DIR": environ.get("WORKFLOW_SPECS_DIR") or None,
-        "RATELIMIT_EXECUTE": environ.get("RATELIMIT_EXECUTE", "10 per minute"),
-        "RATELIMIT_RETRY": environ.get("RATELIMIT_RETRY", "20 per minute"),
-        "RATELIMIT_STORAGE_URI": storage_uri_from_env(environ),
+        "UPLOAD_DIR": env.upload_dir or str(Path(home) / "uploads"),
+        "MAX_UPLOAD_MB": env.max_upload_mb,
+        "SPECS_DIR": env.workflow_specs_dir,
+        "RATELIMIT_EXECUTE": env.ratelimit_execute,
+        "RATELIMIT_RETRY": env.ratelimit_retry,
+        "RATELIMIT_STORAGE_URI": env.ratelimit_storage_uri,
         # Keeps apart the counts of deployments (or test runs) that share one Redis.
-        "RATELIMIT_KEY_PREFIX": environ.get("RATELIMIT_KEY_PREFIX", ""),
-        "STREAM_POLL_SECONDS": float(environ.get("STREAM_POLL_SECONDS") or 1.0),
-        "STREAM_ACTIVE_POLL_SECONDS": float(environ.get("STREAM_ACTIVE_POLL_SECONDS") or 0.25),
-        "STREAM_HEARTBEAT_SECONDS": float(environ.get("STREAM_HEARTBEAT_SECONDS") or 15.0),
+        "RATELIMIT_KEY_PREFIX": env.ratelimit_key_prefix,
+        "STREAM_POLL_SECONDS": env.stream_poll_seconds,
+        "STREAM_ACTIVE_POLL_SECONDS": env.stream_active_poll_seconds,
+        "STREAM_HEARTBEAT_SECONDS": env.stream_heartbeat_seconds,
         # PostgreSQL storage: Dagster's run event notifications wake the stream feeds,
         # which then poll only every STREAM_NOTIFIED_POLL_SECONDS besides.
-        "DAGSTER_PG_URL": environ.get("DAGSTER_PG_URL") or None,
-        "STREAM_NOTIFIED_POLL_SECONDS": float(environ.get("STREAM_NOTIFIED_POLL_SECONDS") or 2.0),
+        "DAGSTER_PG_URL": env.dagster_pg_url,
+        "STREAM_NOTIFIED_POLL_SECONDS": env.stream_notified_poll_seconds,
         # Open streams per process; past it a stream is refused with 503 and Retry-After.
-        "MAX_STREAMS": int(environ.get("MAX_STREAMS") or 1000),
-        "STREAM_RETRY_AFTER_SECONDS": int(environ.get("STREAM_RETRY_AFTER_SECONDS") or 5),
+        "MAX_STREAMS": env.max_streams,
+        "STREAM_RETRY_AFTER_SECONDS": env.stream_retry_after_seconds,
         # Unset: /hooks/replicate refuses every delivery and the sensor polls instead.
-        "REPLICATE_WEBHOOK_SECRET": environ.get("REPLICATE_WEBHOOK_SECRET") or None,
+        "REPLICATE_WEBHOOK_SECRET": secret_value(env.replicate_webhook_secret),
         # Unset: /metrics is open (bind the bridge to an internal address then).
-        "METRICS_TOKEN": environ.get("METRICS_TOKEN") or None,
+        "METRICS_TOKEN": secret_value(env.metrics_token),
         # `json` (one redacted JSON object per line, with request context) or `text`.
-        "LOG_FORMAT": environ.get("LOG_FORMAT") or "json",
+        "LOG_FORMAT": env.log_format,
+        "CREDITS": env.credits,
+        # Job webhooks (bridge_api/callbacks.py); unset secret: callback_url is refused.
+        "CALLBACK_SIGNING_SECRET": secret_value(env.callback_signing_secret),
+        "CALLBACK_ALLOWED_HOSTS": env.callback_allowed_hosts,
+        "ALLOW_HTTP_CALLBACKS": env.allow_http_callbacks,
+        # The Workflows page (bridge_api/page.py).
+        "WEB_DIST_DIR": env.web_dist_dir,
+        "SUPABASE_ANON_KEY": secret_value(env.supabase_anon_key),
         **auth_config_from_env(environ),
     }
 

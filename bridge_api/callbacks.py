@@ -12,8 +12,6 @@ completed, failed for good or cancelled.
 
 from __future__ import annotations
 
-import os
-
 from flask import current_app, request
 
 from bridge_api.auth import current_user
@@ -29,7 +27,7 @@ MAX_URL_LENGTH = 2000
 
 
 def _setting(name: str) -> str:
-    return str(current_app.config.get(name) or os.environ.get(name) or "")
+    return str(current_app.config.get(name) or "")
 
 
 def requested_callback() -> str | None:

@@ -9,7 +9,6 @@ job's hold as its steps complete (sensors/credits.py); cancel settles at once.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -35,7 +34,7 @@ bp = Blueprint("credits", __name__)
 
 def credits_on() -> bool:
     """Whether credits are on (CREDITS=on; off by default, as in the demo)."""
-    value = current_app.config.get("CREDITS") or os.environ.get("CREDITS") or "off"
+    value = current_app.config.get("CREDITS") or "off"
     return str(value).lower() == "on"
 
 

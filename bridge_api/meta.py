@@ -13,6 +13,7 @@ from werkzeug.security import safe_join
 from bridge_api.limits import limiter
 from bridge_api.openapi import openapi_document
 from bridge_api.predictions import prediction_store
+from wf_core.config import SharedSettings, resource_variable_set
 from wf_core.media_types import CONTENT_TYPES
 
 bp = Blueprint("meta", __name__)
@@ -70,7 +71,7 @@ def _rate_limit_store() -> str:
 
 
 def _provider_limiter() -> str:
-    url = os.environ.get("PROVIDER_LIMITS_REDIS_URL")
+    url = SharedSettings.from_env().provider_limits_redis_url  # the workers' setting, read now
     if not url:
         return "not_configured"
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -81,7 +82,7 @@ def _provider_limiter() -> str:
 
 
 def _media_storage() -> str:
-    if os.environ.get("CLOUDINARY_URL"):
+    if resource_variable_set("CLOUDINARY_URL"):
         return "not_configured"  # a cloud service: its outages show as retried steps
     root = Path(current_app.config["MEDIA_DIR"]).resolve()
     while not root.exists() and root != root.parent:

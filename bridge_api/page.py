@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -109,6 +108,7 @@ class PageFiles:
 
 def init_page(app: Flask) -> None:
     """Serve the Workflows page in front of the app's routes."""
-    app.config.setdefault("WEB_DIST_DIR", os.environ.get("WEB_DIST_DIR") or str(DEFAULT_DIST))
-    app.config.setdefault("SUPABASE_ANON_KEY", os.environ.get("SUPABASE_ANON_KEY") or None)
+    # Both come from BridgeSettings (create_app); an app built otherwise gets the defaults.
+    app.config.setdefault("WEB_DIST_DIR", str(DEFAULT_DIST))
+    app.config.setdefault("SUPABASE_ANON_KEY", None)
     app.wsgi_app = PageFiles(app.wsgi_app, app)  # type: ignore[method-assign]

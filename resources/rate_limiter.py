@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import redis
 
+from wf_core.config import EngineSettings
 from wf_core.errors import RetryableError
 from wf_core.rate_limit import RateLimit, RateLimitTable, limits_from_env
 
@@ -219,7 +220,8 @@ def shared_rate_limiter() -> ProviderRateLimiter | None:
     """This process's limiter from PROVIDER_LIMITS_REDIS_URL (None when unset: no limits
     beyond the provider's own 429s), PROVIDER_RATE_LIMITS, PROVIDER_LIMIT_MAX_WAIT,
     PROVIDER_LIMIT_MARGIN_SECONDS and PROVIDER_LIMIT_INFLIGHT_TTL."""
-    url = os.environ.get("PROVIDER_LIMITS_REDIS_URL") or ""
+    config = EngineSettings.from_env()
+    url = config.provider_limits_redis_url or ""
     if not url:
         return None
     key = (os.getpid(), url)
@@ -229,9 +231,9 @@ def shared_rate_limiter() -> ProviderRateLimiter | None:
             limiter = _shared[key] = ProviderRateLimiter(
                 redis.Redis.from_url(url, socket_timeout=5),
                 limits_from_env(),
-                prefix=os.environ.get("PROVIDER_LIMITS_PREFIX") or "wf:provider-limit",
-                max_wait=float(os.environ.get("PROVIDER_LIMIT_MAX_WAIT") or 120),
-                margin=float(os.environ.get("PROVIDER_LIMIT_MARGIN_SECONDS") or 1.0),
-                inflight_ttl=float(os.environ.get("PROVIDER_LIMIT_INFLIGHT_TTL") or 3600),
+                prefix=config.provider_limits_prefix,
+                max_wait=config.provider_limit_max_wait,
+                margin=config.provider_limit_margin_seconds,
+                inflight_ttl=config.provider_limit_inflight_ttl,
             )
         return limiter

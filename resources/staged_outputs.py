@@ -19,13 +19,15 @@ from upath import UPath
 
 from resources.json_files import write_json_atomic
 from resources.model_provider import GeneratedMedia, GenerationRequest
+from wf_core.config import EngineSettings
 from wf_core.errors import RetryableError
 from wf_core.settings import checkpoint_url
 
 
 def staging_url(configured: str | None = None) -> str:
     """Where staged outputs live: `configured`, else STAGING_URL, else under the checkpoints."""
-    return configured or os.environ.get("STAGING_URL") or f"{checkpoint_url().rstrip('/')}/_staged"
+    config = EngineSettings.from_env()
+    return configured or config.staging_url or f"{checkpoint_url(config).rstrip('/')}/_staged"
 
 
 def request_digest(request: GenerationRequest) -> str:

@@ -18,7 +18,7 @@ from celery.signals import worker_init
 from dagster_celery.config import TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME
 from dagster_celery.make_app import make_app
 
-from runtime.celery_config import DEFAULT_QUEUE, broker_url, celery_settings, result_backend
+from runtime.celery_config import broker_url, celery_settings, result_backend
 from runtime.celery_resume import resume_run
 from runtime.dagster_private import (
     ExecuteRunArgs,
@@ -26,6 +26,7 @@ from runtime.dagster_private import (
     _execute_run_command_body,
     unpack_value,
 )
+from wf_core.config import EngineSettings
 
 
 def build_app(env: dict[str, str] | None = None) -> Any:
@@ -37,7 +38,7 @@ def build_app(env: dict[str, str] | None = None) -> Any:
             "backend": result_backend(env),
             "include": [],
             "config_source": celery_settings(env),
-            "task_default_queue": env.get("CELERY_DEFAULT_QUEUE") or DEFAULT_QUEUE,
+            "task_default_queue": EngineSettings.from_env(env).celery_default_queue,
         }
     )
 
@@ -49,7 +50,7 @@ app = build_app()
 def import_code_location(**_kwargs: Any) -> None:
     """Import Dagster and the code location once, before the pool forks its processes:
     a run then starts without paying the import (the prewarmed launcher's saving)."""
-    module = importlib.import_module(os.environ.get("CODE_LOCATION_MODULE") or "definitions")
+    module = importlib.import_module(EngineSettings.from_env().code_location_module)
     if hasattr(module, "defs"):
         module.defs.get_repository_def()
 

@@ -1,4 +1,5 @@
-"""The production profile's settings (RUN_LAUNCHER=celery), read from the environment.
+"""The production profile's settings (RUN_LAUNCHER=celery), from `EngineSettings` of an
+environment (this process's, or the one a worker or launcher is given).
 
 One place decides the broker, the result backend, the queues and how priorities map,
 for both sides: the launcher in the daemon (dagster.yaml) and the workers (wf-worker).
@@ -10,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from wf_core.config import EngineSettings
 
 DEFAULT_QUEUE = "dagster"
 # Run monitoring resumes a run whose worker died this many times before failing it.
@@ -25,13 +28,12 @@ class ProfileError(ValueError):
 
 def celery_enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether RUN_LAUNCHER selects the Celery run launcher."""
-    env = os.environ if env is None else env
-    return (env.get("RUN_LAUNCHER") or "").strip().lower() == "celery"
+    return EngineSettings.from_env(env).run_launcher == "celery"
 
 
 def broker_url(env: Mapping[str, str]) -> str:
     """CELERY_BROKER_URL: Redis (`redis://`, `rediss://`) or RabbitMQ (`amqp://`, `amqps://`)."""
-    url = (env.get("CELERY_BROKER_URL") or "").strip()
+    url = (EngineSettings.from_env(env).celery_broker_url or "").strip()
     if not url:
         raise ProfileError(
             "RUN_LAUNCHER=celery needs CELERY_BROKER_URL (redis://host:6379/1 or "
@@ -49,7 +51,7 @@ def result_backend(env: Mapping[str, str]) -> str:
     Never `rpc://` (dagster-celery's default): its task states reach only the process that
     sent the task, so the daemon's run monitoring would see every run as unknown.
     """
-    configured = (env.get("CELERY_RESULT_BACKEND") or "").strip()
+    configured = (EngineSettings.from_env(env).celery_result_backend or "").strip()
     if configured:
         return configured
     broker = broker_url(env)
@@ -61,13 +63,14 @@ def result_backend(env: Mapping[str, str]) -> str:
 
 def require_postgres(env: Mapping[str, str]) -> str:
     """DAGSTER_PG_URL: workers on other hosts share one storage, so SQLite is refused."""
-    url = (env.get("DAGSTER_PG_URL") or "").strip()
+    config = EngineSettings.from_env(env)
+    url = (config.dagster_pg_url or "").strip()
     if not url:
         raise ProfileError(
             "RUN_LAUNCHER=celery needs PostgreSQL storage: set DAGSTER_PG_URL "
             "(run workers on other hosts cannot share a SQLite file)"
         )
-    state = env.get("WF_STATE_DB_URL") or url
+    state = config.wf_state_db_url or url
     if state.startswith("sqlite"):
         raise ProfileError("RUN_LAUNCHER=celery needs WF_STATE_DB_URL on PostgreSQL, not SQLite")
     return url
@@ -94,7 +97,7 @@ def celery_settings(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         # Task states with the worker's name: run monitoring checks that worker's host.
         "result_extended": True,
-        "result_expires": int(env.get("CELERY_RESULT_EXPIRES") or 86400),
+        "result_expires": EngineSettings.from_env(env).celery_result_expires,
         # One run at a time per pool slot; none held back by a busy worker.
         "worker_prefetch_multiplier": 1,
         "broker_transport_options": transport,
@@ -105,7 +108,7 @@ def celery_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 def queues(env: Mapping[str, str]) -> list[str]:
     """CELERY_QUEUES: the queues a worker listens on (comma-separated)."""
-    raw = env.get("CELERY_QUEUES") or DEFAULT_QUEUE
+    raw = EngineSettings.from_env(env).celery_queues
     return [q.strip() for q in raw.split(",") if q.strip()]
 
 
@@ -113,13 +116,14 @@ def launcher_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """dagster.yaml's `run_launcher` block for the Celery profile."""
     env = os.environ if env is None else env
     require_postgres(env)
+    config = EngineSettings.from_env(env)
     return {
         "module": "runtime.celery_launcher",
         "class": "WorkflowCeleryRunLauncher",
         "config": {
             "broker": broker_url(env),
             "backend": result_backend(env),
-            "default_queue": env.get("CELERY_DEFAULT_QUEUE") or DEFAULT_QUEUE,
+            "default_queue": config.celery_default_queue,
             "config_source": celery_settings(env),
         },
     }
@@ -127,14 +131,10 @@ def launcher_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 def monitoring_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run monitoring additions: resume a run whose worker died, poll interval."""
-    env = os.environ if env is None else env
+    config = EngineSettings.from_env(env)
     return {
-        "max_resume_run_attempts": int(
-            env.get("CELERY_RESUME_ATTEMPTS") or DEFAULT_RESUME_ATTEMPTS
-        ),
-        "poll_interval_seconds": int(
-            env.get("RUN_MONITORING_INTERVAL") or DEFAULT_MONITOR_INTERVAL_SECONDS
-        ),
+        "max_resume_run_attempts": config.celery_resume_attempts,
+        "poll_interval_seconds": config.run_monitoring_interval,
     }
 
 

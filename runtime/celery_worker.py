@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from runtime.celery_config import ProfileError, broker_url, celery_enabled, queues, require_postgres
 from runtime.instance import prepare_instance
 from wf_core import settings
+from wf_core.config import EngineSettings
 
 
 def default_concurrency() -> int:
     """WORKER_CONCURRENCY, else 3 runs per core (runs are short and CPU-bound)."""
-    configured = os.environ.get("WORKER_CONCURRENCY")
-    return int(configured) if configured else 3 * (os.cpu_count() or 1)
+    return EngineSettings.from_env().worker_concurrency or 3 * (os.cpu_count() or 1)
 
 
 def worker_argv(

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from wf_core.config import EngineSettings
 from wf_core.settings import REPO_ROOT, specs_dir
 
 LOCATION_NAME = "workflows"
@@ -94,7 +94,7 @@ def main() -> None:
     """`python -m runtime.code_server --port P [--host H]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("CODE_SERVER_PORT", 4266)))
+    parser.add_argument("--port", type=int, default=EngineSettings.from_env().code_server_port)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.exit(serve(args.host, args.port, specs_dir()))

@@ -23,6 +23,7 @@ from runtime.dagster_private import (
 )
 from wf_core import settings
 from wf_core import tags as t
+from wf_core.config import EngineSettings
 from wf_core.logging_json import dagster_python_logs
 from wf_store.migrations import upgrade as upgrade_state_db
 from wf_store.predictions import PredictionStore
@@ -81,8 +82,8 @@ def runs_per_user(max_runs: int) -> int:
     """Fair share: runs of one user in progress at once (MAX_RUNS_PER_USER; 0 turns the cap
     off). By default one fewer than the queue's slots, so another user's run always finds
     a slot one user's backlog cannot take: it waits for at most one run to end."""
-    raw = os.environ.get("MAX_RUNS_PER_USER")
-    return int(raw) if raw not in (None, "") else max(1, max_runs - 1)
+    configured = EngineSettings.from_env().max_runs_per_user
+    return configured if configured is not None else max(1, max_runs - 1)
 
 
 def tag_concurrency_limits(max_runs: int) -> list[dict[str, Any]]:
@@ -108,14 +109,14 @@ def run_launcher_config() -> dict[str, Any]:
     RUN_LAUNCHER=celery for dagster-celery's on worker hosts (runtime/celery_config.py)."""
     if celery_config.celery_enabled():
         return celery_config.launcher_config()
-    if os.environ.get("RUN_LAUNCHER", "prewarmed") == "default":
+    if EngineSettings.from_env().run_launcher == "default":
         return _class_config(DEFAULT_RUN_LAUNCHER)
     return {"module": "runtime.launcher", "class": "PrewarmedRunLauncher"}
 
 
 def compute_logs_config(home: Path) -> dict[str, Any]:
     """No stdout/stderr capture by default; COMPUTE_LOGS=local keeps it under DAGSTER_HOME."""
-    if os.environ.get("COMPUTE_LOGS", "off") == "local":
+    if EngineSettings.from_env().compute_logs == "local":
         return {
             **_class_config(LOCAL_COMPUTE_LOG_MANAGER),
             "config": {"base_dir": str(home / "compute_logs")},
@@ -136,11 +137,11 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
         celery_config.require_postgres({**os.environ, "DAGSTER_PG_URL": pg_url or ""})
     if not pg_url:
         storage: dict[str, Any] = {"storage": {"sqlite": {"base_dir": str(home / "storage")}}}
-    elif os.environ.get("PG_POOL", "on") == "off":
+    elif EngineSettings.from_env().pg_pool == "off":
         storage = {"storage": postgres_storage(pg_url)}
     else:
         storage = pooled_postgres_storage(pg_url)
-    max_runs = int(os.environ.get("MAX_CONCURRENT_RUNS") or MAX_CONCURRENT_RUNS)
+    max_runs = EngineSettings.from_env().max_concurrent_runs
     return {
         **storage,
         "run_coordinator": {
@@ -175,13 +176,13 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
 
 
 def _json_logs() -> bool:
-    return (os.environ.get("LOG_FORMAT") or "").lower() == "json"
+    return EngineSettings.from_env().log_format == "json"
 
 
 def write_instance_yaml(home: Path | None = None, pg_url: str | None = None) -> Path:
     """Create DAGSTER_HOME and write its dagster.yaml; returns the file."""
     home = (home or settings.dagster_home()).resolve()
-    pg_url = pg_url if pg_url is not None else os.environ.get("DAGSTER_PG_URL") or None
+    pg_url = pg_url if pg_url is not None else EngineSettings.from_env().dagster_pg_url
     home.mkdir(parents=True, exist_ok=True)
     path = home / "dagster.yaml"
     path.write_text(yaml.safe_dump(instance_config(home, pg_url), sort_keys=False))

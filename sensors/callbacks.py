@@ -10,8 +10,8 @@ CALLBACK_MAX_ATTEMPTS.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +25,7 @@ from wf_assets.checkpoints import recorded_checkpoint
 from wf_assets.job_runs import load_job_state
 from wf_core import outbound
 from wf_core.clock import Clock
+from wf_core.config import EngineSettings, SharedSettings, secret_value
 from wf_core.job_ids import job_id_created_at
 from wf_core.job_state import JobState
 from wf_core.specs import WorkflowSpec
@@ -93,14 +94,17 @@ def job_document(
     }
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
+def http_post(
+    url: str, body: bytes, headers: dict[str, str], settings: SharedSettings | None = None
+) -> int:
     """POST one delivery to a destination checked now (its name may resolve elsewhere
     than at submit); its status code. Redirects are not followed."""
+    settings = settings or SharedSettings.from_env()
     outbound.check_url(
         url,
         outbound.system_resolve,
-        outbound.allowed_callback_hosts(os.environ.get("CALLBACK_ALLOWED_HOSTS") or ""),
-        allow_http=(os.environ.get("ALLOW_HTTP_CALLBACKS") or "").lower() == "on",
+        outbound.allowed_callback_hosts(settings.callback_allowed_hosts),
+        allow_http=settings.allow_http_callbacks == "on",
     )
     response = httpx.post(
         url, content=body, headers=headers, timeout=TIMEOUT_SECONDS, follow_redirects=False
@@ -148,10 +152,14 @@ def evaluate_callbacks(
     specs: dict[str, WorkflowSpec],
     predictions: PredictionsResource,
     clock: Clock = time.time,
-    post: Post = http_post,
+    post: Post | None = None,
+    settings: EngineSettings | None = None,
 ) -> dg.SkipReason:
-    """One tick: queue the events of watched jobs that are final, deliver those due."""
-    secret = os.environ.get("CALLBACK_SIGNING_SECRET") or ""
+    """One tick: queue the events of watched jobs that are final, deliver those due.
+    `settings`: the code location's (read from the environment when not given)."""
+    settings = settings or EngineSettings.from_env()
+    post = post or functools.partial(http_post, settings=settings)
+    secret = secret_value(settings.callback_signing_secret) or ""
     store = CallbackStore(predictions.store().engine, clock=clock)
     now = clock()
     if not secret:
@@ -171,14 +179,15 @@ def evaluate_callbacks(
             row = store.get(row.job_id) or row
         if row.state == PENDING:
             document = job_document(context.instance, spec, row.job_id, state)
-            max_attempts = int(os.environ.get("CALLBACK_MAX_ATTEMPTS") or MAX_ATTEMPTS)
-            deliver(store, row, document, secret, now, post, max_attempts)
+            deliver(store, row, document, secret, now, post, settings.callback_max_attempts)
             sent += 1
     return dg.SkipReason(f"{sent} job webhooks sent")
 
 
 def make_callbacks_sensor(
-    specs: dict[str, WorkflowSpec], clock: Clock = time.time
+    specs: dict[str, WorkflowSpec],
+    clock: Clock = time.time,
+    settings: EngineSettings | None = None,
 ) -> dg.SensorDefinition:
     """The callbacks sensor over these workflows; tests pass a fake `clock`."""
 
@@ -189,6 +198,6 @@ def make_callbacks_sensor(
         description="Sends signed webhooks to callback_url when a job ends.",
     )
     def callbacks_sensor(context: dg.SensorEvaluationContext, predictions: PredictionsResource):
-        return evaluate_callbacks(context, specs, predictions, clock)
+        return evaluate_callbacks(context, specs, predictions, clock, settings=settings)
 
     return callbacks_sensor

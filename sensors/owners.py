@@ -19,7 +19,6 @@ A job seen in a final state closes its pin.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import load_job_state
 from wf_core import tags as t
 from wf_core.clock import Clock
+from wf_core.config import EngineSettings
 from wf_core.job_state import ACTIVE
 from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec, continuation_problem
@@ -210,12 +210,15 @@ def make_owners_sensor(
     return job_owners_sensor
 
 
-def owner_settings_from_env(env: dict[str, str] | None = None) -> OwnerSettings:
+def owner_settings(config: EngineSettings) -> OwnerSettings:
     """OwnerSettings from OWNER_CHECK_* variables; defaults for the unset."""
-    env = dict(os.environ) if env is None else env
-    base = OwnerSettings()
     return OwnerSettings(
-        interval=float(env.get("OWNER_CHECK_INTERVAL_SECONDS") or base.interval),
-        batch=int(env.get("OWNER_CHECK_BATCH") or base.batch),
-        grace=float(env.get("OWNER_CHECK_GRACE_SECONDS") or base.grace),
+        interval=config.owner_check_interval_seconds,
+        batch=config.owner_check_batch,
+        grace=config.owner_check_grace_seconds,
     )
+
+
+def owner_settings_from_env(env: dict[str, str] | None = None) -> OwnerSettings:
+    """`owner_settings` of `env` (this process's environment by default)."""
+    return owner_settings(EngineSettings.from_env(env))

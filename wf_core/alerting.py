@@ -9,9 +9,10 @@ message when a key starts holding, one when it stops, nothing while it stays.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from wf_core.config import EngineSettings
 
 MEDIA_PROVIDERS = frozenset({"local_media", "cloudinary"})
 # Jobs named in one message; the rest are counted.
@@ -39,29 +40,27 @@ class AlertSettings:
     ui_url: str = "http://127.0.0.1:3000"
 
 
-def alert_settings_from_env(env: Mapping[str, str] | None = None) -> AlertSettings:
+def alert_settings(config: EngineSettings) -> AlertSettings:
     """AlertSettings from ALERT_* variables and DAGSTER_UI_URL; defaults for the unset."""
-    env = os.environ if env is None else env
-    base = AlertSettings()
-
-    def num(name: str, default: float) -> float:
-        raw = env.get(name)
-        return float(raw) if raw else default
-
     return AlertSettings(
-        failure_rate=num("ALERT_FAILURE_RATE", base.failure_rate),
-        failure_window=num("ALERT_FAILURE_WINDOW_SECONDS", base.failure_window),
-        failure_min_runs=int(num("ALERT_FAILURE_MIN_RUNS", base.failure_min_runs)),
-        stuck_after=num("ALERT_STUCK_STEP_SECONDS", base.stuck_after),
-        storage_window=num("ALERT_STORAGE_WINDOW_SECONDS", base.storage_window),
-        breaker_open_after=num("ALERT_BREAKER_OPEN_SECONDS", base.breaker_open_after),
-        queue_growth=int(num("ALERT_RETRY_QUEUE_GROWTH", base.queue_growth)),
-        queue_window=num("ALERT_RETRY_QUEUE_WINDOW_SECONDS", base.queue_window),
-        clear_after=num("ALERT_CLEAR_AFTER_SECONDS", base.clear_after),
-        ownerless_window=num("ALERT_OWNERLESS_WINDOW_SECONDS", base.ownerless_window),
-        check_interval=num("ALERT_CHECK_INTERVAL_SECONDS", base.check_interval),
-        ui_url=(env.get("DAGSTER_UI_URL") or base.ui_url).rstrip("/"),
+        failure_rate=config.alert_failure_rate,
+        failure_window=config.alert_failure_window_seconds,
+        failure_min_runs=config.alert_failure_min_runs,
+        stuck_after=config.alert_stuck_step_seconds,
+        storage_window=config.alert_storage_window_seconds,
+        breaker_open_after=config.alert_breaker_open_seconds,
+        queue_growth=config.alert_retry_queue_growth,
+        queue_window=config.alert_retry_queue_window_seconds,
+        clear_after=config.alert_clear_after_seconds,
+        ownerless_window=config.alert_ownerless_window_seconds,
+        check_interval=config.alert_check_interval_seconds,
+        ui_url=config.dagster_ui_url.rstrip("/"),
     )
+
+
+def alert_settings_from_env(env: Mapping[str, str] | None = None) -> AlertSettings:
+    """`alert_settings` of `env` (this process's environment by default)."""
+    return alert_settings(EngineSettings.from_env(env))
 
 
 @dataclass(frozen=True)

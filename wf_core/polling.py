@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from wf_core.config import EngineSettings
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,15 @@ def next_poll_at(
     return now + min(settings.interval, max(settings.min_interval, age / 4))
 
 
-def poll_settings_from_env() -> PollSettings:
+def poll_settings(config: EngineSettings) -> PollSettings:
     """Settings from POLL_INTERVAL_SECONDS, POLL_MAX_PER_SECOND, HANDOFF_BATCH."""
-    defaults = PollSettings()
     return PollSettings(
-        interval=float(os.environ.get("POLL_INTERVAL_SECONDS") or defaults.interval),
-        max_per_second=float(os.environ.get("POLL_MAX_PER_SECOND") or defaults.max_per_second),
-        handoff_batch=int(os.environ.get("HANDOFF_BATCH") or defaults.handoff_batch),
+        interval=config.poll_interval_seconds,
+        max_per_second=config.poll_max_per_second,
+        handoff_batch=config.handoff_batch,
     )
+
+
+def poll_settings_from_env() -> PollSettings:
+    """`poll_settings` of this process's environment."""
+    return poll_settings(EngineSettings.from_env())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
 from wf_core import tags as t
 from wf_core.backoff import backoff_seconds
 from wf_core.circuit_breaker import BreakerBoard
+from wf_core.config import SharedSettings
 from wf_core.job_state import JobState, RunView
 from wf_core.specs import WorkflowSpec
 from wf_core.times import iso_to_epoch_seconds
@@ -134,11 +134,13 @@ def decide(
     return Decision(now >= at, reason, not_before=at)
 
 
-def retry_settings_from_env() -> RetrySettings:
+def retry_settings_of(config: SharedSettings) -> RetrySettings:
     """Retry waits, each overridable as RETRY_<FIELD> (seconds)."""
-    overrides = {
-        name: float(os.environ[f"RETRY_{name.upper()}"])
-        for name in RetrySettings.__dataclass_fields__
-        if os.environ.get(f"RETRY_{name.upper()}")
-    }
-    return RetrySettings(**overrides)
+    return RetrySettings(
+        **{name: getattr(config, f"retry_{name}") for name in RetrySettings.__dataclass_fields__}
+    )
+
+
+def retry_settings_from_env() -> RetrySettings:
+    """`retry_settings_of` this process's environment."""
+    return retry_settings_of(SharedSettings.from_env())

@@ -1,48 +1,59 @@
-"""Where things live by default: every path is overridable from the environment."""
+"""Where things live by default: every path is overridable from the environment
+(declared with the other settings in `wf_core.config`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from wf_core.config import EngineSettings, SharedSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def dagster_home() -> Path:
+def dagster_home(config: SharedSettings | None = None) -> Path:
     """The Dagster instance folder (DAGSTER_HOME, else `.dagster_home/` in the checkout)."""
-    return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home").resolve()
+    config = config or SharedSettings.from_env()
+    return Path(config.dagster_home or REPO_ROOT / ".dagster_home").resolve()
 
 
-def media_dir() -> Path:
+def media_dir(config: SharedSettings | None = None) -> Path:
     """Local media storage (MEDIA_DIR, else `.media/` in the checkout)."""
-    return Path(os.environ.get("MEDIA_DIR") or REPO_ROOT / ".media").resolve()
+    config = config or SharedSettings.from_env()
+    return Path(config.media_dir or REPO_ROOT / ".media").resolve()
 
 
-def checkpoint_url() -> str:
+def checkpoint_url(config: EngineSettings | None = None) -> str:
     """Checkpoint store (CHECKPOINT_URL: a folder or fsspec URL, else under DAGSTER_HOME)."""
-    return os.environ.get("CHECKPOINT_URL") or str(dagster_home() / "checkpoints")
+    config = config or EngineSettings.from_env()
+    return config.checkpoint_url or str(dagster_home(config) / "checkpoints")
 
 
-def specs_dir() -> Path:
+def specs_dir(config: SharedSettings | None = None) -> Path:
     """Where workflow spec files are read from (WORKFLOW_SPECS_DIR, else `workflow_specs/`)."""
-    return Path(os.environ.get("WORKFLOW_SPECS_DIR") or REPO_ROOT / "workflow_specs").resolve()
+    config = config or SharedSettings.from_env()
+    return Path(config.workflow_specs_dir or REPO_ROOT / "workflow_specs").resolve()
 
 
-def state_db_url(home: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+def state_db_url(
+    home: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    config: SharedSettings | None = None,
+) -> str:
     """The engine's own tables (predictions, webhook deliveries): WF_STATE_DB_URL, else the
     PostgreSQL database of DAGSTER_PG_URL, else a SQLite file under DAGSTER_HOME (`home`).
 
     `env` is the environment to read (another process's); this process's by default.
     """
-    env = os.environ if env is None else env
+    config = config or SharedSettings.from_env(env)
     return (
-        env.get("WF_STATE_DB_URL")
-        or env.get("DAGSTER_PG_URL")
+        config.wf_state_db_url
+        or config.dagster_pg_url
         or f"sqlite:///{(home or dagster_home()) / 'wf_state.db'}"
     )
 
 
-def public_base_url() -> str | None:
+def public_base_url(config: EngineSettings | None = None) -> str | None:
     """Where providers call us back (PUBLIC_BASE_URL); unset means polling only."""
-    return (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
+    config = config or EngineSettings.from_env()
+    return (config.public_base_url or "").rstrip("/") or None

@@ -8,7 +8,6 @@ network. One row per job; `runtime.archive` or an operator may delete old rows.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from wf_core.config import SharedSettings
 from wf_store.predictions import engine_for
 
 SCHEME = "wf-upload:"
@@ -35,11 +35,10 @@ uploads = sa.Table(
 
 def uploads_in_db(env: Mapping[str, str] | None = None) -> bool:
     """Whether uploads go to the database: UPLOAD_STORE=db, or the celery profile."""
-    env = os.environ if env is None else env
-    store = (env.get("UPLOAD_STORE") or "").strip().lower()
-    if store:
-        return store == "db"
-    return (env.get("RUN_LAUNCHER") or "").strip().lower() == "celery"
+    config = SharedSettings.from_env(env)
+    if config.upload_store:
+        return config.upload_store == "db"
+    return config.run_launcher == "celery"
 
 
 def is_upload_source(source: str) -> bool:
