@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from bridge_api import create_app
-from bridge_api.dagster_gateway import JobSnapshot
+from bridge_api.dagster_client.snapshots import JobSnapshot
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.supabase_auth import LEGACY_SECRET, FakeSupabaseAuth
 from wf_core.job_state import RunView
@@ -36,7 +36,7 @@ class LaunchingGateway:
         self.partitions.discard(job_id)
 
     def launch(self, job_name, run_config, tags, asset_selection=None) -> str:
-        from bridge_api.errors import ApiError
+        from bridge_api.http.errors import ApiError
 
         if self.fail_launch:
             raise ApiError(503, "orchestrator_unavailable", "Dagster is unreachable")

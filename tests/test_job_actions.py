@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge_api import admin_ops
+from bridge_api.jobs import bulk
 from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
 from wf_core import tags as t
 from wf_store.credits import CreditStore
@@ -45,7 +45,7 @@ def test_an_admin_retry_holds_like_a_users_retry(app) -> None:
     client = app.test_client()
     assert client.post(f"/workflows/retry/{by_user}", headers=bearer(USER)).status_code == 202
     with app.test_request_context():
-        admin_ops.retry_job(by_admin, "img-edit-to-video", "ops@example.com")
+        bulk.retry_job(by_admin, "img-edit-to-video", "ops@example.com")
     assert ledger(app, by_user)[-1] == ("reserve", "#2", 50)
     assert ledger(app, by_admin) == ledger(app, by_user)
     assert credits(app).hold(by_admin).open
@@ -65,7 +65,7 @@ def test_an_admin_cancel_settles_at_once_like_a_users(app) -> None:
     by_admin = execute(client, bearer(USER)).json["job_id"]
     assert client.post(f"/workflows/cancel/{by_user}", headers=bearer(USER)).status_code == 200
     with app.test_request_context():
-        admin_ops.cancel_job(by_admin, "img-edit-to-video", "ops@example.com")
+        bulk.cancel_job(by_admin, "img-edit-to-video", "ops@example.com")
     for job_id in (by_user, by_admin):
         assert not credits(app).hold(job_id).open
     assert ledger(app, by_admin) == ledger(app, by_user)
