@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge_api.dagster_client.errors import DagsterError
 from bridge_api.http.errors import ApiError
-from bridge_api.jobs import actions as job_actions
+from bridge_api.jobs import actions
 from bridge_api.jobs.execution_view import iso
 from bridge_api.jobs.lookup import catalog, gateway
 from bridge_api.stores.predictions import prediction_store
@@ -99,11 +99,11 @@ def retry_job(job_id: str, workflow_id: str, actor: str) -> str:
     """Resume one failed or pending_retry job from its checkpoints, holding its credits as
     a user's retry does; the new run id."""
     spec, snapshot = _live(job_id, workflow_id)
-    run_id, _ = job_actions.retry(spec, snapshot, "admin", {ACTOR_TAG: actor[:200]})
+    run_id, _ = actions.retry(spec, snapshot, "admin", {ACTOR_TAG: actor[:200]})
     return run_id
 
 
 def cancel_job(job_id: str, workflow_id: str, actor: str) -> None:
     """Cancel one pending, running or pending_retry job, settling its credits at once."""
     spec, snapshot = _live(job_id, workflow_id)
-    job_actions.cancel(spec, snapshot, f"admin {actor}")
+    actions.cancel(spec, snapshot, f"admin {actor}")

@@ -10,8 +10,7 @@ from bridge_api.http.auth import current_user, require_user
 from bridge_api.http.errors import ApiError
 from bridge_api.http.idempotency import idempotent
 from bridge_api.http.limits import execute_limit, limiter, retry_limit, user_key
-from bridge_api.jobs import actions as job_actions
-from bridge_api.jobs import start
+from bridge_api.jobs import actions, start
 from bridge_api.jobs.callbacks import requested_callback
 from bridge_api.jobs.execution_view import execution_view, job_state
 from bridge_api.jobs.lookup import catalog, gateway, load_owned_job
@@ -98,7 +97,7 @@ def retry(job_id: str):
     """Resume from the first step without a checkpoint."""
     spec, snapshot = load_owned_job(job_id)
     try:
-        run_id, plan = job_actions.retry(spec, snapshot, launched_by="manual_retry")
+        run_id, plan = actions.retry(spec, snapshot, launched_by="manual_retry")
     except JobStateError as exc:
         status = job_state(spec, snapshot).status
         raise ApiError(409, "invalid_state", str(exc), job_status=status) from None
@@ -116,7 +115,7 @@ def cancel(job_id: str):
     """Stop a pending, running or pending_retry job; nothing retries it afterwards."""
     spec, snapshot = load_owned_job(job_id)
     try:
-        return jsonify(job_actions.cancel(spec, snapshot, current_user()))
+        return jsonify(actions.cancel(spec, snapshot, current_user()))
     except JobStateError as exc:
         status = job_state(spec, snapshot).status
         raise ApiError(409, "invalid_state", str(exc), job_status=status) from None
