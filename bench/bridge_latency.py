@@ -66,7 +66,8 @@ from werkzeug.serving import make_server
 # Not `from bridge_api import create_app`: an editable install made before bridge_api had
 # an __init__.py maps it as a namespace package when the repo root is not on sys.path.
 from bridge_api.app import create_app
-from bridge_api.dagster_gateway import DagsterGateway, snapshot_document
+from bridge_api.dagster_client.documents import snapshot_document
+from bridge_api.dagster_client.gateway import DagsterGateway
 from runtime.instance import DEQUEUE_INTERVAL_SECONDS, MAX_CONCURRENT_RUNS, prepare_instance
 from runtime.stack import DagsterStack, free_port
 from wf_core import tags as t

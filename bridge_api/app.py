@@ -10,17 +10,18 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import NotFound
 
-from bridge_api.auth import auth_config_from_env, init_auth
-from bridge_api.catalog import SpecCatalog
-from bridge_api.dagster_gateway import DagsterGateway
-from bridge_api.errors import register_error_handlers
-from bridge_api.feeds import StreamHub
-from bridge_api.forms import LimitedFormRequest
-from bridge_api.limits import init_limits
-from bridge_api.logging_json import init_logging
-from bridge_api.page import init_page
-from bridge_api.predictions import prediction_store
+from bridge_api.dagster_client.gateway import DagsterGateway
+from bridge_api.http.auth import auth_config_from_env, init_auth
+from bridge_api.http.errors import register_error_handlers
+from bridge_api.http.forms import LimitedFormRequest
+from bridge_api.http.limits import init_limits
+from bridge_api.http.logging_json import init_logging
+from bridge_api.routes import admin, credits, hooks, jobs, meta, metrics, stream, workflows
+from bridge_api.routes.page import init_page
 from bridge_api.settings import BridgeSettings
+from bridge_api.stores.catalog import SpecCatalog
+from bridge_api.stores.predictions import prediction_store
+from bridge_api.streaming.feeds import StreamHub
 from wf_core import settings
 from wf_core.config import secret_value
 from wf_core.webhook_signature import secret_key
@@ -74,7 +75,6 @@ def config_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the bridge app; `test_config` overrides settings in tests."""
-    from bridge_api import admin, hooks, jobs, meta, metrics, stream, workflows
     from wf_core.retry_policy import retry_settings_from_env
 
     # No static folder: Flask would add an undocumented /static/ route; media has its own.
@@ -108,9 +108,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["streams"] = StreamHub(app, app.config["MAX_STREAMS"])
     for blueprint in (workflows.bp, jobs.bp, stream.bp, hooks.bp, meta.bp):
         app.register_blueprint(blueprint)
-    from bridge_api import credits  # GET /credits, POST /admin/credits/grant (issue 15)
-
-    app.register_blueprint(credits.bp)
+    app.register_blueprint(credits.bp)  # GET /credits, POST /admin/credits/grant (issue 15)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
     init_page(app)  # the Workflows page at `/`, in front of the API's routes

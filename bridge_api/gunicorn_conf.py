@@ -45,12 +45,15 @@ if "gevent" in chosen_worker_class(sys.argv[1:]).lower():
 
     monkey.patch_all()
 
-from bridge_api.limits import check_limit_storage, storage_uri_from_env  # noqa: E402
+from bridge_api.http.limits import check_limit_storage, storage_uri_from_env  # noqa: E402
+from bridge_api.settings import BridgeSettings  # noqa: E402
 
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+# Checked here too: a bad WEB_CONCURRENCY or MAX_STREAMS stops gunicorn naming the variable.
+_settings = BridgeSettings.from_env()
+workers = _settings.web_concurrency
 worker_class = GEVENT_WORKER
 # Connections a worker serves at once: the stream cap plus room for every other route.
-worker_connections = int(os.environ.get("MAX_STREAMS") or 1000) + 200
+worker_connections = _settings.max_streams + 200
 threads = 32  # used by the threaded worker only
 
 

@@ -8,7 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from bridge_api import create_app
-from bridge_api.dagster_gateway import JobSnapshot
+from bridge_api.dagster_client.errors import DagsterUnavailable
+from bridge_api.dagster_client.snapshots import JobSnapshot
 from tests.conftest import SAMPLE_IMAGE
 from tests.fakes.supabase_auth import LEGACY_SECRET, FakeSupabaseAuth
 from wf_core.job_state import RunView
@@ -16,7 +17,8 @@ from wf_core.job_state import RunView
 
 @dataclass
 class LaunchingGateway:
-    """Adds partitions and launches runs in memory; `fail_launch` makes launches raise."""
+    """Adds partitions and launches runs in memory; `fail_launch` makes launches raise as
+    the real client does when Dagster is unreachable."""
 
     partitions: set[str] = field(default_factory=set)
     launches: list[dict] = field(default_factory=list)
@@ -36,13 +38,18 @@ class LaunchingGateway:
         self.partitions.discard(job_id)
 
     def launch(self, job_name, run_config, tags, asset_selection=None) -> str:
-        from bridge_api.errors import ApiError
-
         if self.fail_launch:
-            raise ApiError(503, "orchestrator_unavailable", "Dagster is unreachable")
+            raise DagsterUnavailable("Dagster is unreachable")
         run_id = str(uuid.uuid4())
+        launch = {
+            "run_id": run_id,
+            "tags": dict(tags),
+            "job": job_name,
+            "run_config": run_config,
+            "asset_selection": asset_selection,
+        }
         with self.lock:
-            self.launches.append({"run_id": run_id, "tags": dict(tags), "job": job_name})
+            self.launches.append(launch)
         if callable(self.on_launch):
             self.on_launch(tags)
         return run_id
@@ -53,7 +60,9 @@ class LaunchingGateway:
             for i, r in enumerate(self.launches)
             if r["tags"].get("wf/job_id") == job_id
         ]
-        return JobSnapshot(job_id, runs, {}, job_id in self.cancelled)
+        ids = {run.run_id for run in runs}
+        configs = {r["run_id"]: r["run_config"] for r in self.launches if r["run_id"] in ids}
+        return JobSnapshot(job_id, runs, {}, job_id in self.cancelled, run_configs=configs)
 
     def mark_cancelled(self, spec, job_id, description) -> None:
         self.cancelled.add(job_id)

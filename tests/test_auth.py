@@ -12,7 +12,13 @@ from flask import Blueprint, Flask, jsonify
 from flask.testing import FlaskClient
 
 from bridge_api import create_app
-from bridge_api.auth import ENV_KEYS, auth_config_from_env, current_user, init_auth, require_user
+from bridge_api.http.auth import (
+    ENV_KEYS,
+    auth_config_from_env,
+    current_user,
+    init_auth,
+    require_user,
+)
 from tests.fakes.clock import FakeClock
 from tests.fakes.supabase_auth import LEGACY_SECRET, USER_ID, FakeSupabaseAuth, SigningKey
 

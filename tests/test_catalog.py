@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from bridge_api import create_app
-from bridge_api.catalog import SpecCatalog
+from bridge_api.stores.catalog import SpecCatalog
 from tests.fakes.clock import FakeClock
 from wf_core.settings import REPO_ROOT
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from bridge_api.credits import main as credits_cli
+from bridge_api.cli.credits import main as credits_cli
 from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
 from wf_store.credits import CreditStore, totals
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bridge_api import create_app
-from bridge_api.hooks import CLOCK
+from bridge_api.routes.hooks import CLOCK
 from tests.fakes.clock import FakeClock
 from wf_core.webhook_signature import BadSecretError
 from wf_store import predictions as p

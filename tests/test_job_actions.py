@@ -1,16 +1,25 @@
 """Retry and cancel are one implementation for users and operators: the same holds,
-captures and releases, and a retry that loses to a cancel says so (409)."""
+captures and releases, the same launch, and a retry that loses to a cancel says so (409).
+Operators reach it three ways (the jobs service, the admin routes, `wf-admin`): each is
+checked against a user's retry or cancel of a job in the same state."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import pytest
 
-from bridge_api import admin_ops
+from bridge_api.cli.admin import run as admin_cli
+from bridge_api.jobs import bulk
 from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
 from wf_core import tags as t
 from wf_store.credits import CreditStore
+from wf_store.metrics import Fold, MetricsStore
 
 USER = "user-a"
+WORKFLOW = "img-edit-to-video"
+T0 = 1_800_000_000.0
 PERMANENT = {t.ERROR_TYPE: "invalid_input", t.RETRYABLE: "false", t.FAILED_STEP: "image_edit"}
 
 
@@ -45,7 +54,7 @@ def test_an_admin_retry_holds_like_a_users_retry(app) -> None:
     client = app.test_client()
     assert client.post(f"/workflows/retry/{by_user}", headers=bearer(USER)).status_code == 202
     with app.test_request_context():
-        admin_ops.retry_job(by_admin, "img-edit-to-video", "ops@example.com")
+        bulk.retry_job(by_admin, "img-edit-to-video", "ops@example.com")
     assert ledger(app, by_user)[-1] == ("reserve", "#2", 50)
     assert ledger(app, by_admin) == ledger(app, by_user)
     assert credits(app).hold(by_admin).open
@@ -65,7 +74,7 @@ def test_an_admin_cancel_settles_at_once_like_a_users(app) -> None:
     by_admin = execute(client, bearer(USER)).json["job_id"]
     assert client.post(f"/workflows/cancel/{by_user}", headers=bearer(USER)).status_code == 200
     with app.test_request_context():
-        admin_ops.cancel_job(by_admin, "img-edit-to-video", "ops@example.com")
+        bulk.cancel_job(by_admin, "img-edit-to-video", "ops@example.com")
     for job_id in (by_user, by_admin):
         assert not credits(app).hold(job_id).open
     assert ledger(app, by_admin) == ledger(app, by_user)
@@ -111,3 +120,99 @@ def test_a_cancel_after_the_provider_finished_a_step_charges_that_step(app) -> N
         ("capture", "image_edit", 25),
         ("release", "#1", 25),
     ]
+
+
+def indexed(app, job_id: str, status: str) -> None:
+    """The job's row in the job index, as the metrics sensor writes it (admins find jobs
+    there)."""
+    fold = Fold()
+    fold.jobs[job_id] = {
+        "workflow_id": WORKFLOW, "user_id": USER, "status": status, "error_type": None,
+        "failed_step": None, "attempt": 1, "run_id": None, "created_at": T0, "updated_at": T0,
+    }  # fmt: skip
+    MetricsStore(app.config["PREDICTION_STORE"]).apply(fold, T0)
+
+
+def admin_by_service(app, action: str, job_id: str) -> None:
+    with app.test_request_context():
+        act = bulk.retry_job if action == "retry" else bulk.cancel_job
+        act(job_id, WORKFLOW, "ops@example.com")
+
+
+def admin_by_route(app, action: str, job_id: str) -> None:
+    indexed(app, job_id, "failed" if action == "retry" else "running")
+    admin = bearer("ops-1", app_metadata={"role": "admin"})
+    body = {"user_id": USER}
+    answer = app.test_client().post(f"/admin/jobs/{action}", json=body, headers=admin)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["job_ids"] == [job_id], answer.json
+
+
+def admin_by_cli(app, action: str, job_id: str) -> None:
+    indexed(app, job_id, "failed" if action == "retry" else "running")
+    status, result = admin_cli([action, "--user-id", USER], app)
+    assert status == 0 and result["job_ids"] == [job_id], result
+
+
+ADMIN_PATHS = [admin_by_service, admin_by_route, admin_by_cli]
+Admin = Callable[..., None]
+
+
+def launch_of(app, job_id: str) -> tuple:
+    """What the job's last run was launched with, but for the job's own ids (its own and
+    its runs') and who asked."""
+    gateway: LaunchingGateway = app.extensions["dagster"]
+    runs = [run for run in gateway.launches if run["tags"][t.JOB_ID] == job_id]
+    launch = runs[-1]
+    tags = {k: v for k, v in launch["tags"].items() if k not in (t.LAUNCHED_BY, "wf/actor")}
+    shape = json.dumps([launch["job"], launch["run_config"], launch["asset_selection"], tags])
+    for n, run in enumerate(runs):
+        shape = shape.replace(run["run_id"], f"<run {n}>")
+    return tuple(json.loads(shape.replace(job_id, "<job>")))
+
+
+@pytest.mark.parametrize("admin", ADMIN_PATHS, ids=lambda f: f.__name__)
+def test_every_admin_retry_holds_and_launches_as_a_users_retry(app, admin: Admin) -> None:
+    by_user, by_admin = failed_job(app), failed_job(app)
+    answer = app.test_client().post(f"/workflows/retry/{by_user}", headers=bearer(USER))
+    assert answer.status_code == 202, answer.json
+    admin(app, "retry", by_admin)
+    # The same hold, taken again for the unfinished steps.
+    assert ledger(app, by_user)[-1] == ("reserve", "#2", 50)
+    assert ledger(app, by_admin) == ledger(app, by_user)
+    assert credits(app).hold(by_admin).open
+    # The same launch: job, run config (the job's own input), steps and tags.
+    job, run_config, steps, tags = launch_of(app, by_admin)
+    assert (job, run_config, steps, tags) == launch_of(app, by_user)
+    # No checkpoint in the fake: the retry resumes from the first step.
+    assert steps == [[WORKFLOW, "upload"], [WORKFLOW, "image_edit"], [WORKFLOW, "video_generation"]]
+    assert tags[t.ATTEMPT] == "2" and tags["wf/parent_run"] == "<run 0>"
+    source = run_config["ops"]["img_edit_to_video__upload"]["config"]["source"]
+    assert "<job>" in source  # the retry reads the job's own upload
+    launched_by = {run["tags"][t.LAUNCHED_BY] for run in app.extensions["dagster"].launches}
+    assert {"manual_retry", "admin"} <= launched_by
+
+
+@pytest.mark.parametrize("admin", ADMIN_PATHS, ids=lambda f: f.__name__)
+def test_every_admin_cancel_settles_at_once_as_a_users(app, admin: Admin) -> None:
+    client = app.test_client()
+    credits(app).grant(USER, 500, "test")
+    by_user = execute(client, bearer(USER)).json["job_id"]
+    by_admin = execute(client, bearer(USER)).json["job_id"]
+    assert credits(app).hold(by_admin).open
+    assert client.post(f"/workflows/cancel/{by_user}", headers=bearer(USER)).status_code == 200
+    admin(app, "cancel", by_admin)
+    # Settled at once, not left for the credits sensor: the hold is closed, all released.
+    for job_id in (by_user, by_admin):
+        assert not credits(app).hold(job_id).open
+    assert (
+        ledger(app, by_admin)
+        == ledger(app, by_user)
+        == [
+            ("reserve", "#1", 50),
+            ("release", "#1", 50),
+        ]
+    )
+    gateway: LaunchingGateway = app.extensions["dagster"]
+    assert gateway.cancelled == {by_user, by_admin}
+    assert credits(app).account(USER).reserved == 0

@@ -300,7 +300,7 @@ class LosingProxy:
 
 
 def _app_through(env, proxy: LosingProxy, uploads: Path):
-    from bridge_api.dagster_gateway import DagsterGateway
+    from bridge_api.dagster_client.gateway import DagsterGateway
 
     app = create_app(
         {

@@ -18,8 +18,8 @@ from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializa
 from flask import jsonify
 
 from bridge_api import create_app
-from bridge_api.dagster_gateway import DagsterGateway
-from bridge_api.execution_view import execution_view
+from bridge_api.dagster_client.gateway import DagsterGateway
+from bridge_api.jobs.execution_view import execution_view
 from runtime.stack import DagsterStack
 from wf_core import tags as t
 from wf_core.job_ids import JOBS_PARTITIONS_NAME, new_job_id

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bridge_api.jwks import JwksCache, JwksUnavailableError, UnknownKeyError, jwks_url
+from bridge_api.http.jwks import JwksCache, JwksUnavailableError, UnknownKeyError, jwks_url
 from tests.fakes.clock import FakeClock
 from tests.fakes.supabase_auth import FakeSupabaseAuth
 

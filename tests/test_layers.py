@@ -21,7 +21,7 @@ def _modules_after(statement: str) -> set[str]:
 
 def test_the_bridge_loads_no_engine_module() -> None:
     loaded = _modules_after("import bridge_api.app")
-    assert "bridge_api.dagster_gateway" in loaded and "wf_core.job_state" in loaded
+    assert "bridge_api.dagster_client.gateway" in loaded and "wf_core.job_state" in loaded
     engine = sorted(m for m in loaded if m.split(".")[0] in ENGINE)
     assert engine == [], engine
 

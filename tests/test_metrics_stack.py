@@ -16,8 +16,8 @@ from flask import request
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge_api import create_app
-from bridge_api.admin_cli import run as admin_cli
-from bridge_api.logging_json import RequestContext
+from bridge_api.cli.admin import run as admin_cli
+from bridge_api.http.logging_json import RequestContext
 from resources.alert_channels import AlertChannels
 from resources.predictions import PredictionsResource
 from runtime.stack import DagsterStack

@@ -20,7 +20,7 @@ from schemathesis.checks import (
 )
 
 from bridge_api import create_app
-from bridge_api.openapi_schemas import ERROR_TYPES
+from bridge_api.openapi.schemas import ERROR_TYPES
 from runtime.stack import DagsterStack
 from tests.conftest import SAMPLE_IMAGE
 from wf_core.errors import ERROR_TYPES as TAXONOMY

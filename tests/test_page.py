@@ -1,4 +1,4 @@
-"""bridge_api.page: the built web app at `/` in front of the API, with the right caching."""
+"""bridge_api.routes.page: the built web app at `/` in front of the API, with the right caching."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge_api import create_app
-from bridge_api.page import CONFIG_BLOCK
+from bridge_api.routes.page import CONFIG_BLOCK
 
 INDEX = f"<!doctype html><html><head>{CONFIG_BLOCK}</head><body></body></html>"
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bridge_api import create_app
-from bridge_api.dagster_gateway import JobSnapshot
-from bridge_api.execution_view import execution_view, iso
+from bridge_api.dagster_client.snapshots import JobSnapshot
+from bridge_api.jobs.execution_view import execution_view, iso
 from tests.fakes.clock import FakeClock
 from wf_core import tags as t
 from wf_core.checkpoint import Checkpoint

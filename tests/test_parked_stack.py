@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge_api.dagster_gateway import DagsterGateway
+from bridge_api.dagster_client.gateway import DagsterGateway
 from runtime.stack import DagsterStack
 from wf_assets.job_runs import job_run_views, load_job_state
 from wf_core import tags as t

@@ -21,7 +21,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from bridge_api import create_app
-from bridge_api.dagster_gateway import JobSnapshot
+from bridge_api.dagster_client.snapshots import JobSnapshot
 from tests.conftest import PG_SERVER_URL, SAMPLE_IMAGE
 from wf_core import tags as t
 from wf_core.checkpoint import Checkpoint

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 
-from bridge_api.errors import ApiError
-from bridge_api.uploads import UploadedFile, inspect_upload
+from bridge_api.http.errors import ApiError
+from bridge_api.jobs.uploads import UploadedFile, inspect_upload
 
 MB = 1024 * 1024
 

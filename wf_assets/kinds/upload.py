@@ -26,7 +26,7 @@ REFUSALS: dict[str, PermanentErrorType] = {
     "invalid": "invalid_input",
     "too_large": "file_too_large",
 }
-# The bridge stores a job's upload as <UPLOAD_DIR>/<job_id>/input.<fmt> (bridge_api/jobs.py).
+# The bridge stores a job's upload as <UPLOAD_DIR>/<job_id>/input.<fmt> (bridge_api/jobs/start.py).
 UPLOAD_STEM = "input"
 RECEIPT_NAME = "stored.json"
 

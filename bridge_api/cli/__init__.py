@@ -1,0 +1,1 @@
+"""Console scripts: `wf-admin` (admin.py) and `wf-credits` (credits.py)."""

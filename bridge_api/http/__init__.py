@@ -1,0 +1,1 @@
+"""HTTP plumbing: auth and JWKS, rate limits, idempotency, forms, errors, request logs."""

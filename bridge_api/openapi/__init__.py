@@ -1,0 +1,1 @@
+"""The OpenAPI document of the bridge's HTTP API (served at /openapi.json)."""

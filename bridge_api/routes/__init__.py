@@ -1,0 +1,1 @@
+"""Thin Flask blueprints: parse the request, call the service, shape the answer."""

@@ -1,0 +1,1 @@
+"""Streaming a job: the event model, the readers, the shared feeds (one poller per job)."""
