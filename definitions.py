@@ -18,8 +18,8 @@ from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
-from resources.predictions import PredictionsResource
 from resources.replicate_provider import ReplicateModelProvider
+from resources.state_database import StateDatabase
 from sensors.alerts import make_alerts_sensor
 from sensors.callbacks import make_callbacks_sensor
 from sensors.credits import make_credits_sensor
@@ -36,6 +36,7 @@ from wf_core.polling import poll_settings_from_env
 from wf_core.retry_policy import RetrySettings, retry_settings_from_env
 from wf_core.specs import WorkflowSpec, load_specs
 from wf_store.spec_versions import with_retired
+from wf_store.state_db import upgrade_at_start
 
 
 def build_model_provider() -> ModelProvider:
@@ -70,10 +71,10 @@ def build_media_storage() -> MediaStorage:
     )
 
 
-def build_predictions() -> PredictionsResource:
-    """The prediction store and the poller's limits, from the environment."""
+def build_state_database() -> StateDatabase:
+    """The state database and the poller's limits, from the environment."""
     poll = poll_settings_from_env()
-    return PredictionsResource(
+    return StateDatabase(
         url=settings.state_db_url(),
         public_base_url=settings.public_base_url(),
         poll_interval_seconds=poll.interval,
@@ -106,7 +107,7 @@ def build_resources() -> dict[str, Any]:
     return {
         "model_provider": build_model_provider(),
         "media_storage": build_media_storage(),
-        "predictions": build_predictions(),
+        "predictions": build_state_database(),
         CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=settings.checkpoint_url()),
         "alert_channels": build_alert_channels(),
     }
@@ -144,5 +145,7 @@ if (os.environ.get("LOG_FORMAT") or "").lower() == "json":
     install_json_logging()  # this process's own Python loggers as JSON lines (runs: dagster.yaml)
 # The spec files' valid workflows (a bad file is logged and skipped), and any removed
 # workflow whose open jobs still run on it. The shared code server reloads this module
-# when a spec file changes (runtime.code_server).
+# when a spec file changes (runtime.code_server). The state database is upgraded first
+# (once per process; one that does not answer is upgraded on first use instead).
+upgrade_at_start(settings.state_db_url())
 defs = build_definitions(with_retired(load_specs(), settings.state_db_url()))

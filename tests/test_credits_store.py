@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.clock import FakeClock
 from wf_store.credits import CreditStore, InsufficientCredits, step_shares, totals
-from wf_store.predictions import engine_for
+from wf_store.state_db import engine_for
 
 SHARES = {"upload": 0, "image_edit": 25, "video_generation": 25}
 

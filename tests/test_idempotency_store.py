@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes.clock import FakeClock
 from wf_store.idempotency import DAY, IdempotencyStore
-from wf_store.predictions import engine_for
+from wf_store.state_db import engine_for
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
