@@ -18,6 +18,7 @@ import pytest
 from bridge_api import create_app
 from bridge_api.dagster_gateway import JobSnapshot
 from bridge_api.execution_view import execution_view, iso
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_core import tags as t
 from wf_core.job_ids import new_job_id
@@ -38,7 +39,7 @@ OPS = {
 
 @pytest.fixture
 def store(tmp_path):
-    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=FakeClock(NOW))
+    store = p.PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"), clock=FakeClock(NOW))
     yield store
     store.close()
 
