@@ -12,10 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from bridge_api.app import create_app
 from wf_store.migrations import VERSION_TABLE, alembic_config, current_revision, upgrade
 from wf_store.predictions import PredictionStore
 from wf_store.schema import metadata
-from wf_store.state_db import engine_for
+from wf_store.state_db import engine_for, open_state_db, upgrade_at_start
 from wf_store.uploads import UploadStore
 
 HEAD = "0003"
@@ -140,3 +141,20 @@ def test_stores_never_create_tables(engine, url) -> None:
     with pytest.raises((sa.exc.OperationalError, sa.exc.ProgrammingError)):
         UploadStore(engine).get("wf-upload:job1.png")
     assert table_names(engine) == set()
+
+
+def test_a_database_down_at_start_is_upgraded_on_first_use(tmp_path) -> None:
+    """Start never fails on the database; its first use raises while it is down, then
+    upgrades it once it answers (the bridge's 503 until then)."""
+    path = tmp_path / "state.db"
+    path.mkdir()  # a folder: SQLite cannot open it, as a server that does not answer
+    url = f"sqlite:///{path}"
+    assert upgrade_at_start(url) is False
+    app = create_app({"AUTH_MODE": "disabled", "STATE_DB_URL": url})  # starts all the same
+    assert app.config["STATE_DB_URL"] == url
+    with pytest.raises(sa.exc.OperationalError):
+        open_state_db(url)
+    path.rmdir()  # the database answers now
+    engine = open_state_db(url)
+    assert current_revision(engine) == HEAD
+    assert differences(engine) == []

@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 VERSION_TABLE = "wf_alembic_version"
@@ -42,6 +43,9 @@ def upgrade(engine: Engine) -> None:
         if key in _done:
             return
         config = alembic_config(engine)
+        if current_revision(engine) == ScriptDirectory.from_config(config).get_current_head():
+            _done.add(key)  # the usual start: nothing to do, so no lock to wait for
+            return
         if engine.dialect.name == "postgresql":
             with engine.connect() as conn:
                 # A session lock: held across the upgrade's transaction, until unlocked.
