@@ -17,8 +17,8 @@ from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
-from resources.predictions import PredictionsResource
 from resources.replicate_provider import ReplicateModelProvider
+from resources.state_database import StateDatabase
 from sensors.alerts import make_alerts_sensor
 from sensors.callbacks import make_callbacks_sensor
 from sensors.credits import make_credits_sensor
@@ -36,6 +36,7 @@ from wf_core.polling import poll_settings
 from wf_core.retry_policy import RetrySettings, retry_settings_of
 from wf_core.specs import WorkflowSpec, load_specs
 from wf_store.spec_versions import with_retired
+from wf_store.state_db import upgrade_at_start
 
 
 def build_model_provider(config: EngineSettings | None = None) -> ModelProvider:
@@ -72,11 +73,11 @@ def build_media_storage(config: EngineSettings | None = None) -> MediaStorage:
     )
 
 
-def build_predictions(config: EngineSettings | None = None) -> PredictionsResource:
-    """The prediction store and the poller's limits, from the environment."""
+def build_state_database(config: EngineSettings | None = None) -> StateDatabase:
+    """The state database and the poller's limits, from the environment."""
     config = config or EngineSettings.from_env()
     poll = poll_settings(config)
-    return PredictionsResource(
+    return StateDatabase(
         url=settings.state_db_url(config=config),
         public_base_url=settings.public_base_url(config),
         poll_interval_seconds=poll.interval,
@@ -111,7 +112,7 @@ def build_resources(config: EngineSettings | None = None) -> dict[str, Any]:
     return {
         "model_provider": build_model_provider(config),
         "media_storage": build_media_storage(config),
-        "predictions": build_predictions(config),
+        "predictions": build_state_database(config),
         CHECKPOINT_IO_KEY: CheckpointIOManager(base_url=settings.checkpoint_url(config)),
         "alert_channels": build_alert_channels(config),
     }
@@ -153,7 +154,9 @@ if CONFIG.log_format == "json":
     install_json_logging()  # this process's own Python loggers as JSON lines (runs: dagster.yaml)
 # The spec files' valid workflows (a bad file is logged and skipped), and any removed
 # workflow whose open jobs still run on it. The shared code server reloads this module
-# when a spec file changes (runtime.code_server).
+# when a spec file changes (runtime.code_server). The state database is upgraded first
+# (once per process; one that does not answer is upgraded on first use instead).
+upgrade_at_start(settings.state_db_url(config=CONFIG))
 defs = build_definitions(
     with_retired(load_specs(settings.specs_dir(CONFIG)), settings.state_db_url(config=CONFIG)),
     config=CONFIG,

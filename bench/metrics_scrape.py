@@ -37,7 +37,7 @@ from werkzeug.serving import make_server
 from bridge_api import create_app
 from wf_core.job_ids import new_job_id
 from wf_store.metrics import Fold, MetricsStore
-from wf_store.predictions import PredictionStore
+from wf_store.predictions import PredictionStore, shared_store
 from wf_store.schema import job_index, metric_folded, predictions, waiting
 
 WORKFLOWS = {
@@ -194,8 +194,7 @@ def main() -> int:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.pg_url or f"sqlite:///{Path(tmp) / 'wf_state.db'}"
-        store = PredictionStore(url)
-        store.create_schema()
+        store = shared_store(url)  # the database upgraded to the newest revision
         metrics = MetricsStore(store)
         app = create_app({"AUTH_MODE": "disabled", "STATE_DB_URL": url, "LOG_FORMAT": "text"})
         stored, results = 0, {}

@@ -34,7 +34,7 @@ import dagster as dg
 from inflight import fresh_database
 
 from resources.local_provider import LocalModelProvider
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from runtime.instance import write_instance_yaml
 from sensors.retry_sensor import make_retry_sensor
 from wf_core import tags as t
@@ -108,7 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database() as pg_url:
         home = Path(tmp) / "home"
         write_instance_yaml(home, pg_url=pg_url)
-        predictions = PredictionsResource(url=pg_url)
+        predictions = StateDatabase(url=pg_url)
         queue = RetryQueue(predictions.store())
         with dg.DagsterInstance.from_config(str(home)) as instance:
             started = time.perf_counter()

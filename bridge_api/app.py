@@ -26,6 +26,7 @@ from wf_core import settings
 from wf_core.config import secret_value
 from wf_core.webhook_signature import secret_key
 from wf_store.spec_versions import SpecVersions
+from wf_store.state_db import upgrade_at_start
 
 
 def config_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -98,6 +99,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_auth(app)
     init_limits(app)
     register_error_handlers(app)
+    if app.config.get("PREDICTION_STORE") is None:  # a test's injected store is its own
+        upgrade_at_start(app.config.get("STATE_DB_URL") or settings.state_db_url())
     app.extensions["dagster"] = DagsterGateway(app.config["DAGSTER_GRAPHQL_URL"])
     app.extensions["specs"] = SpecCatalog(
         app.config["SPECS_DIR"],

@@ -25,8 +25,8 @@ from wf_core import settings
 from wf_core import tags as t
 from wf_core.config import EngineSettings
 from wf_core.logging_json import dagster_python_logs
-from wf_store.migrations import upgrade as upgrade_state_db
-from wf_store.predictions import PredictionStore
+from wf_store.migrations import upgrade
+from wf_store.state_db import engine_for
 
 DEQUEUE_INTERVAL_SECONDS = 1
 # Runs are short now: a step that waits on a model parks and its run ends. What bounds
@@ -200,11 +200,12 @@ def prepare_instance(home: Path | None = None) -> Path:
 
     with dg.DagsterInstance.from_config(str(written.parent)) as instance:
         instance.get_runs(limit=1)
-    # The engine's own tables (predictions, webhook deliveries), before anyone writes them.
-    store = PredictionStore(settings.state_db_url(written.parent))
-    store.create_schema()
-    upgrade_state_db(store.engine)  # the Alembic-migrated tables (credits, callbacks, keys)
-    store.close()
+    # Every table of the engine's state database (Alembic), before anyone reads them.
+    engine = engine_for(settings.state_db_url(written.parent))
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     return written
 
 

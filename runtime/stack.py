@@ -22,7 +22,8 @@ from wf_core.job_state import FINISHED
 from wf_core.run_config import build_run_config
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import job_tags
-from wf_store.predictions import PredictionStore
+from wf_store.migrations import upgrade
+from wf_store.state_db import engine_for
 
 BIN_DIR = Path(sys.executable).parent
 LOCATION_NAME = "workflows"
@@ -129,9 +130,11 @@ class DagsterStack:
         # Create the storage here first: on a fresh SQLite home, the webserver and the
         # daemon would otherwise race to create the same tables and one of them fails.
         self.instance.get_runs(limit=1)
-        store = PredictionStore(self.state_db_url)
-        store.create_schema()
-        store.close()
+        engine = engine_for(self.state_db_url)  # the state database's tables (Alembic)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
         started = time.time()
         self._spawn(
             "codeserver",

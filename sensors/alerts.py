@@ -15,7 +15,7 @@ import time
 import dagster as dg
 
 from resources.alert_channels import AlertChannels
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from sensors.metrics_sensor import open_breakers
 from wf_core import alerting
 from wf_core import tags as t
@@ -165,7 +165,7 @@ def make_alerts_sensor(
     )
     def workflow_alerts_sensor(
         context: dg.SensorEvaluationContext,
-        predictions: PredictionsResource,
+        predictions: StateDatabase,
         alert_channels: AlertChannels,
     ) -> dg.SensorResult:
         store = predictions.store()

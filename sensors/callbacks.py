@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 import httpx
 
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.checkpoints import recorded_checkpoint
 from wf_assets.job_runs import load_job_state
@@ -150,7 +150,7 @@ def deliver(
 def evaluate_callbacks(
     context: dg.SensorEvaluationContext,
     specs: dict[str, WorkflowSpec],
-    predictions: PredictionsResource,
+    predictions: StateDatabase,
     clock: Clock = time.time,
     post: Post | None = None,
     settings: EngineSettings | None = None,
@@ -197,7 +197,7 @@ def make_callbacks_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Sends signed webhooks to callback_url when a job ends.",
     )
-    def callbacks_sensor(context: dg.SensorEvaluationContext, predictions: PredictionsResource):
+    def callbacks_sensor(context: dg.SensorEvaluationContext, predictions: StateDatabase):
         return evaluate_callbacks(context, specs, predictions, clock, settings=settings)
 
     return callbacks_sensor

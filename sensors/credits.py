@@ -14,7 +14,7 @@ import time
 
 import dagster as dg
 
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from wf_assets.job_runs import load_job_state
 from wf_core.clock import Clock
 from wf_core.job_ids import job_id_created_at
@@ -67,7 +67,7 @@ def settle_hold(
 def evaluate_credits(
     context: dg.SensorEvaluationContext,
     specs: dict[str, WorkflowSpec],
-    predictions: PredictionsResource,
+    predictions: StateDatabase,
     clock: Clock = time.time,
 ) -> dg.SkipReason:
     """One tick: settle the due holds."""
@@ -98,7 +98,7 @@ def make_credits_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Captures each completed step's credits and releases a final job's rest.",
     )
-    def credits_sensor(context: dg.SensorEvaluationContext, predictions: PredictionsResource):
+    def credits_sensor(context: dg.SensorEvaluationContext, predictions: StateDatabase):
         return evaluate_credits(context, specs, predictions, clock)
 
     return credits_sensor

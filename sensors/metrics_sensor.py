@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from wf_assets.job_runs import load_job_state
 from wf_core import tags as t
 from wf_core.circuit_breaker import BreakerBoard
@@ -237,7 +237,7 @@ def make_metrics_sensor(
         description="Folds run events into the counters GET /metrics serves.",
     )
     def workflow_metrics_sensor(
-        context: dg.SensorEvaluationContext, predictions: PredictionsResource
+        context: dg.SensorEvaluationContext, predictions: StateDatabase
     ) -> dg.SkipReason:
         read = fold_metrics(context.instance, specs, MetricsStore(predictions.store()), clock())
         return dg.SkipReason(f"folded {read} run updates")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import load_job_state
@@ -204,7 +204,7 @@ def make_owners_sensor(
         "prediction or a waiting retry); repairs or fails the jobs that have none.",
         jobs=jobs,
     )
-    def job_owners_sensor(context: dg.SensorEvaluationContext, predictions: PredictionsResource):
+    def job_owners_sensor(context: dg.SensorEvaluationContext, predictions: StateDatabase):
         return evaluate_owners(context, specs, predictions.store(), settings, clock())
 
     return job_owners_sensor

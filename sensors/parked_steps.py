@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 
 from resources.model_provider import ModelProvider, ProviderPrediction
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_core import tags as t
@@ -116,7 +116,7 @@ def evaluate_parked(
     context: dg.SensorEvaluationContext,
     specs: dict[str, WorkflowSpec],
     provider: ModelProvider,
-    predictions: PredictionsResource,
+    predictions: StateDatabase,
     clock: Clock,
 ) -> dg.SensorResult:
     """One tick; `clock()` is now, in epoch seconds."""
@@ -169,7 +169,7 @@ def make_parked_steps_sensor(
     def parked_steps_sensor(
         context: dg.SensorEvaluationContext,
         model_provider: ModelProvider,
-        predictions: PredictionsResource,
+        predictions: StateDatabase,
     ):
         return evaluate_parked(context, specs, model_provider, predictions, clock)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import dagster as dg
 
 from resources.model_provider import ModelProvider
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from sensors.crash_detector import crash_tags, fail_dead_runs
 from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
@@ -365,7 +365,7 @@ def make_retry_sensor(
     def workflow_retry_sensor(
         context: dg.SensorEvaluationContext,
         model_provider: ModelProvider,
-        predictions: PredictionsResource,
+        predictions: StateDatabase,
     ):
         queue = RetryQueue(predictions.store())
         return evaluate_retries(context, specs, model_provider, queue, settings, clock)

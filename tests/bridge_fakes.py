@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from bridge_api import create_app
 from bridge_api.dagster_client.errors import DagsterUnavailable
 from bridge_api.dagster_client.snapshots import JobSnapshot
-from tests.conftest import SAMPLE_IMAGE
+from tests.conftest import SAMPLE_IMAGE, migrated
 from tests.fakes.supabase_auth import LEGACY_SECRET, FakeSupabaseAuth
 from wf_core.job_state import RunView
 
@@ -82,7 +82,7 @@ def bridge_app(tmp_path, gateway: LaunchingGateway, **config):
             "SUPABASE_JWT_SECRET": LEGACY_SECRET,
             "MEDIA_DIR": str(tmp_path / "media"),
             "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "PREDICTION_STORE": PredictionStore(f"sqlite:///{tmp_path / 'state.db'}"),
+            "PREDICTION_STORE": PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}")),
             "RATELIMIT_EXECUTE": "1000 per minute",
             **config,
         }

@@ -13,12 +13,14 @@ import pytest
 
 from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from runtime.instance import write_instance_yaml
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.factory import CHECKPOINT_IO_KEY
 from wf_core.settings import REPO_ROOT
 from wf_core.specs import WorkflowSpec, load_specs
+from wf_store.migrations import upgrade
+from wf_store.state_db import engine_for
 
 SAMPLE_IMAGE = REPO_ROOT / "samples" / "sample.jpg"
 PG_SERVER_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -42,13 +44,13 @@ class Workbench:
 
     @property
     def state_db_url(self) -> str:
-        """The prediction store's database (SQLite in the test's folder)."""
-        return f"sqlite:///{self.root / 'state.db'}"
+        """The state database (SQLite in the test's folder), at the newest revision."""
+        return migrated(f"sqlite:///{self.root / 'state.db'}")
 
     def resources(self, **provider_config) -> dict:
         """The resources a workflow job needs."""
         return {
-            "predictions": PredictionsResource(url=self.state_db_url),
+            "predictions": StateDatabase(url=self.state_db_url),
             "model_provider": LocalModelProvider(
                 call_log=str(self.call_log), fault_file=str(self.fault_file), **provider_config
             ),
@@ -65,6 +67,17 @@ class Workbench:
     def set_faults(self, faults: dict) -> None:
         """Make matching provider calls fail (see LocalModelProvider.fault_file)."""
         self.fault_file.write_text(json.dumps(faults))
+
+
+def migrated(url: str) -> str:
+    """`url`, its database upgraded to the newest revision as every process's start does
+    (once per URL and process; stores never create tables)."""
+    engine = engine_for(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
 
 
 @pytest.fixture

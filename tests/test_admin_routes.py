@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bridge_api import create_app
+from tests.conftest import migrated
 from tests.fakes.supabase_auth import FakeSupabaseAuth
 from wf_core.job_ids import new_job_id
 from wf_store.metrics import Fold, MetricsStore
@@ -40,7 +41,7 @@ def env(tmp_path, auth):
             "failed_step": None, "attempt": 1, "run_id": None, "created_at": at,
             "updated_at": at,
         }  # fmt: skip
-    MetricsStore(PredictionStore(url)).apply(fold, T0)
+    MetricsStore(PredictionStore(migrated(url))).apply(fold, T0)
     app = create_app(
         {
             "STATE_DB_URL": url,

@@ -8,7 +8,7 @@ import base64
 import dagster as dg
 import pytest
 
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from sensors.callbacks import evaluate_callbacks
 from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
 from tests.callback_receiver import CallbackReceiver
@@ -62,7 +62,7 @@ def tick(instance, specs, predictions, clock) -> None:
 
 def test_a_completed_job_is_delivered_signed_and_retried_after_a_500(specs, bench, secret) -> None:
     spec = specs["img-edit-to-video"]
-    predictions = PredictionsResource(url=bench.state_db_url)
+    predictions = StateDatabase(url=bench.state_db_url)
     store = CallbackStore(predictions.store().engine)
     clock = FakeClock.at_wall_time()
     job = new_job_id()
@@ -95,7 +95,7 @@ def test_a_completed_job_is_delivered_signed_and_retried_after_a_500(specs, benc
 
 def test_a_permanent_failure_is_sent_as_job_failed(specs, bench, secret) -> None:
     spec = specs["img-edit-to-video"]
-    predictions = PredictionsResource(url=bench.state_db_url)
+    predictions = StateDatabase(url=bench.state_db_url)
     store = CallbackStore(predictions.store().engine)
     bench.set_faults({"image_to_video": {"error_type": "content_rejected"}})
     job = new_job_id()
@@ -111,7 +111,7 @@ def test_a_permanent_failure_is_sent_as_job_failed(specs, bench, secret) -> None
 def test_a_wrong_secret_fails_the_receivers_check(specs, bench, secret, monkeypatch) -> None:
     monkeypatch.setenv("CALLBACK_SIGNING_SECRET", "whsec_" + base64.b64encode(b"x" * 32).decode())
     spec = specs["img-edit-to-video"]
-    predictions = PredictionsResource(url=bench.state_db_url)
+    predictions = StateDatabase(url=bench.state_db_url)
     job = new_job_id()
     with CallbackReceiver(SECRET, [204]) as receiver, dg.instance_for_test() as instance:
         CallbackStore(predictions.store().engine).watch(job, USER, spec.id, receiver.url)
@@ -190,7 +190,7 @@ def test_a_name_that_now_resolves_inside_is_refused_at_delivery(
     specs, bench, secret, stub_dns, monkeypatch
 ) -> None:
     spec = specs["img-edit-to-video"]
-    predictions = PredictionsResource(url=bench.state_db_url)
+    predictions = StateDatabase(url=bench.state_db_url)
     store = CallbackStore(predictions.store().engine)
     job = new_job_id()
     # Accepted at submit while the name pointed outside; it points at metadata now.

@@ -7,10 +7,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from tests.conftest import migrated
 from tests.fakes.sample_media import png_bytes
 from wf_assets.checkpoints import CheckpointIOManager
 from wf_assets.kinds.upload import read_source
 from wf_core.errors import HardError
+from wf_store.state_db import engine_for
 from wf_store.uploads import UploadStore, is_upload_source, uploads_in_db
 
 JOBS = dg.StaticPartitionsDefinition(["job-1"])
@@ -79,7 +81,7 @@ def test_an_upload_in_the_database_is_read_by_any_worker(tmp_path, monkeypatch) 
     url = f"sqlite:///{tmp_path / 'state.db'}"
     monkeypatch.setenv("WF_STATE_DB_URL", url)
     data = png_bytes()
-    store = UploadStore(url)
+    store = UploadStore(engine_for(migrated(url)))
     source = store.put("0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000", data, "png")
     assert is_upload_source(source)
     assert read_source(source) == data

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from sensors.credits import evaluate_credits
 from tests.conftest import run_job
 from tests.fakes.clock import FakeClock
@@ -22,7 +22,7 @@ USER = "user-a"
 @pytest.fixture
 def world(specs, bench):
     spec = specs["img-edit-to-video"]
-    predictions = PredictionsResource(url=bench.state_db_url)
+    predictions = StateDatabase(url=bench.state_db_url)
     store = CreditStore(predictions.store().engine)
     store.grant(USER, 100, "welcome")
     with dg.instance_for_test() as instance:

@@ -24,7 +24,7 @@ from tests.conftest import SAMPLE_IMAGE
 from wf_assets.job_runs import job_run_views
 from wf_core import tags as t
 from wf_store.credits import CreditStore, totals
-from wf_store.predictions import engine_for
+from wf_store.state_db import engine_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 

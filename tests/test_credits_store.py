@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_store.credits import CreditStore, InsufficientCredits, step_shares, totals
-from wf_store.predictions import engine_for
+from wf_store.state_db import engine_for
 
 SHARES = {"upload": 0, "image_edit": 25, "video_generation": 25}
 
@@ -26,7 +27,7 @@ def credits(request, tmp_path: Path) -> Iterator[CreditStore]:
         if request.param == "postgres"
         else f"sqlite:///{tmp_path / 'state.db'}"
     )
-    engine = engine_for(url)
+    engine = engine_for(migrated(url))
     yield CreditStore(engine, clock=FakeClock(start=1_000_000.0))
     engine.dispose()
 

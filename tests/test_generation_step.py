@@ -18,7 +18,7 @@ from resources.local_media import LocalMediaStorage
 from resources.local_provider import LocalModelProvider
 from resources.media_storage import StoredMedia
 from resources.model_provider import GenerationRequest
-from tests.conftest import SAMPLE_IMAGE
+from tests.conftest import SAMPLE_IMAGE, migrated
 from tests.fakes.clock import FakeClock
 from wf_assets.kinds.base import StepContext, Upstream
 from wf_assets.kinds.generate import Finished, Parked, make_generation_run
@@ -120,7 +120,7 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
     (the offline provider ends predictions by the wall clock: a latency of 0 is over at
     once, one of an hour is still running), moved by hand between intents."""
     clock = FakeClock(start=time.time() - 60)
-    store = PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=clock)
+    store = PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"), clock=clock)
     media = LocalMediaStorage(
         media_dir=str(tmp_path / "media"), staging_url=str(tmp_path / "staged")
     )

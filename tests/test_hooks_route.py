@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from bridge_api import create_app
 from bridge_api.routes.hooks import CLOCK
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_core.webhook_signature import BadSecretError
 from wf_store import predictions as p
@@ -32,7 +33,7 @@ def _signature(webhook_id: str, timestamp: int, body: bytes, secret: str = SECRE
 
 @pytest.fixture
 def store(tmp_path):
-    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=FakeClock(NOW))
+    store = p.PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"), clock=FakeClock(NOW))
     yield store
     store.close()
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_store.idempotency import DAY, IdempotencyStore
-from wf_store.predictions import engine_for
+from wf_store.state_db import engine_for
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -19,7 +20,7 @@ def keys(request, tmp_path: Path):
         if request.param == "postgres"
         else f"sqlite:///{tmp_path / 'state.db'}"
     )
-    engine = engine_for(url)
+    engine = engine_for(migrated(url))
     yield IdempotencyStore(engine, clock=FakeClock(start=1_000_000.0))
     engine.dispose()
 

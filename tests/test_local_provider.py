@@ -16,7 +16,7 @@ from resources.local_provider import VIDEO_SECONDS, LocalModelProvider
 from resources.media_storage import StoredMedia
 from resources.model_provider import GenerationRequest, PreparedCall
 from resources.mp4_info import mp4_duration
-from tests.conftest import SAMPLE_IMAGE
+from tests.conftest import SAMPLE_IMAGE, migrated
 from wf_core.errors import HardError, RetryableError
 from wf_store.predictions import Prediction, PredictionStore
 
@@ -40,7 +40,7 @@ def store(tmp_path: Path) -> Iterator[PredictionStore]:
     """A prediction store on a SQLite file. The local provider's simulated latency is
     measured on the wall clock, so the store keeps the wall clock too; no test here
     asserts on time, only on a latency of 0 (done) or of an hour (running)."""
-    store = PredictionStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store = PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"))
     yield store
     store.close()
 

@@ -19,7 +19,7 @@ from bridge_api import create_app
 from bridge_api.cli.admin import run as admin_cli
 from bridge_api.http.logging_json import RequestContext
 from resources.alert_channels import AlertChannels
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from runtime.stack import DagsterStack
 from sensors.alerts import make_alerts_sensor
 from tests.alert_receivers import SmtpReceiver, WebhookReceiver
@@ -224,7 +224,7 @@ def _alert_sensor(env, settings: AlertSettings, clock: list[float], webhook, smt
     sensor = make_alerts_sensor(settings, clock=lambda: clock[0])
     stack = env["stack"]
     resources = {
-        "predictions": PredictionsResource(url=stack.state_db_url),
+        "predictions": StateDatabase(url=stack.state_db_url),
         "alert_channels": AlertChannels(
             webhook_url=webhook.url,
             smtp_host="127.0.0.1",

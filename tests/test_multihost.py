@@ -31,6 +31,7 @@ import redis
 from celery import Celery
 
 from runtime.stack import LOCATION_NAME, DagsterStack, free_port
+from tests.conftest import migrated
 from tests.fakes.cloudinary_server import FakeCloudinary
 from tests.netns_hosts import HostNetwork, TcpRelay, netns_unavailable
 from wf_assets.asset_keys import asset_key_for
@@ -41,6 +42,7 @@ from wf_core.run_config import build_run_config
 from wf_core.settings import REPO_ROOT
 from wf_core.specs import WorkflowSpec, load_specs
 from wf_core.tags import job_tags
+from wf_store.state_db import engine_for
 from wf_store.uploads import UploadStore
 
 WHY_NOT = netns_unavailable()
@@ -100,7 +102,7 @@ class Cluster:
     def submit(self, job_id: str) -> str:
         """Submit a job as the bridge does with the celery profile: upload in the database."""
         self.stack.add_job_partition(job_id)
-        store = UploadStore(self.pg_url)
+        store = UploadStore(engine_for(migrated(self.pg_url)))
         source = store.put(job_id, (REPO_ROOT / "samples" / "sample.jpg").read_bytes(), "jpg")
         store.close()
         return self.stack.client().submit_job_execution(

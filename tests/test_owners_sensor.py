@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from sensors.owners import OwnerSettings, evaluate_owners
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_core import tags as t
 from wf_core.specs import WorkflowSpec
@@ -22,7 +23,7 @@ SETTINGS = OwnerSettings(interval=1, batch=2, grace=10)
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[PredictionStore]:
     clock = FakeClock(start=1000.0)
-    store = PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=clock)
+    store = PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"), clock=clock)
     yield store
     store.close()
 

@@ -18,6 +18,7 @@ import pytest
 from bridge_api import create_app
 from bridge_api.dagster_client.snapshots import JobSnapshot
 from bridge_api.jobs.execution_view import execution_view, iso
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_core import tags as t
 from wf_core.checkpoint import Checkpoint
@@ -39,7 +40,7 @@ OPS = {
 
 @pytest.fixture
 def store(tmp_path):
-    store = p.PredictionStore(f"sqlite:///{tmp_path / 'state.db'}", clock=FakeClock(NOW))
+    store = p.PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"), clock=FakeClock(NOW))
     yield store
     store.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_store.predictions import Prediction, PredictionStore
 
@@ -30,7 +31,7 @@ def store(request, tmp_path: Path, clock: FakeClock) -> Iterator[PredictionStore
         url = request.getfixturevalue("pg_url")
     else:
         url = f"sqlite:///{tmp_path / 'state.db'}"
-    store = PredictionStore(url, clock=clock)
+    store = PredictionStore(migrated(url), clock=clock)
     yield store
     store.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import migrated
 from wf_store.predictions import PredictionStore
 from wf_store.retry_queue import RetryQueue
 
@@ -14,7 +15,7 @@ def queue(request, tmp_path) -> RetryQueue:
         url = request.getfixturevalue("pg_url")
     else:
         url = f"sqlite:///{tmp_path / 'state.db'}"
-    store = PredictionStore(url)
+    store = PredictionStore(migrated(url))
     yield RetryQueue(store)
     store.close()
 

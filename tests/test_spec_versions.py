@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import migrated
 from tests.fakes.clock import FakeClock
 from wf_core.settings import REPO_ROOT
 from wf_core.specs import WorkflowSpec, spec_digest
@@ -24,7 +25,7 @@ def store(request, tmp_path: Path) -> Iterator[PredictionStore]:
         url = request.getfixturevalue("pg_url")
     else:
         url = f"sqlite:///{tmp_path / 'state.db'}"
-    store = PredictionStore(url, clock=FakeClock(start=5000.0))
+    store = PredictionStore(migrated(url), clock=FakeClock(start=5000.0))
     yield store
     store.close()
 

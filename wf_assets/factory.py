@@ -14,7 +14,7 @@ import dagster as dg
 
 from resources.media_storage import MediaStorage
 from resources.model_provider import ModelProvider
-from resources.predictions import PredictionsResource
+from resources.state_database import StateDatabase
 from runtime.worker import worker_identity
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.checkpoints import recorded_checkpoint
@@ -109,7 +109,7 @@ def build_step_asset(spec: WorkflowSpec, step: StepSpec) -> dg.AssetsDefinition:
         config: StepConfig,
         model_provider: ModelProvider,
         media_storage: MediaStorage,
-        predictions: PredictionsResource,
+        predictions: StateDatabase,
         **upstream: dict[str, Any],
     ) -> Iterator[dg.Output[dict[str, Any]]]:
         started_at = now_iso()

@@ -18,7 +18,6 @@ class AlertStore:
 
     def announced(self) -> dict[str, tuple[str, float]]:
         """Active alerts: key -> (the title announced, when the condition last held)."""
-        self.store.create_schema()
         c = alert_state.c
         query = sa.select(c.key, c.summary, c.updated_at).where(c.active)
         with self.engine.connect() as conn:
@@ -57,7 +56,6 @@ class AlertStore:
 
     def waiting_since(self, before: float, limit: int = 200) -> list[Prediction]:
         """Predictions still being created or at the provider, asked before `before`."""
-        self.store.create_schema()
         query = (
             sa.select(predictions)
             .where(predictions.c.state.in_((CREATING, PARKED)), predictions.c.created_at < before)

@@ -17,9 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from wf_core.backoff import backoff_seconds
-from wf_store.migrations import upgrade
-from wf_store.migrations.tables import callback_deliveries as deliveries
-from wf_store.migrations.tables import callbacks
+from wf_store.schema import callback_deliveries as deliveries
+from wf_store.schema import callbacks
 
 WATCHING, PENDING, DELIVERED, GAVE_UP = "watching", "pending", "delivered", "gave_up"
 
@@ -64,7 +63,6 @@ class CallbackStore:
 
     def watch(self, job_id: str, user_id: str, workflow_id: str, url: str) -> None:
         """A new job wants its final event sent to `url`."""
-        upgrade(self.engine)
         now = self.clock()
         with self.engine.begin() as conn:
             conn.execute(
@@ -86,7 +84,6 @@ class CallbackStore:
 
     def get(self, job_id: str) -> Callback | None:
         """One job's row."""
-        upgrade(self.engine)
         query = sa.select(callbacks).where(callbacks.c.job_id == job_id)
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -94,7 +91,6 @@ class CallbackStore:
 
     def due(self, limit: int, now: float | None = None) -> list[Callback]:
         """Watching or pending rows whose time has come, most overdue first."""
-        upgrade(self.engine)
         now = self.clock() if now is None else now
         query = (
             sa.select(callbacks)
@@ -115,7 +111,6 @@ class CallbackStore:
 
     def attempts(self, job_id: str) -> list[Delivery]:
         """Every delivery attempt of the job's event, oldest first."""
-        upgrade(self.engine)
         query = (
             sa.select(deliveries)
             .where(deliveries.c.job_id == job_id)

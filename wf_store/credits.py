@@ -29,10 +29,9 @@ from sqlalchemy.exc import IntegrityError
 
 from wf_core.specs import WorkflowSpec
 from wf_core.step_kinds import STEP_KIND_TABLE
-from wf_store.migrations import upgrade
-from wf_store.migrations.tables import credit_accounts as accounts
-from wf_store.migrations.tables import credit_holds as holds
-from wf_store.migrations.tables import credit_ledger as ledger
+from wf_store.schema import credit_accounts as accounts
+from wf_store.schema import credit_holds as holds
+from wf_store.schema import credit_ledger as ledger
 
 GRANT, RESERVE, CAPTURE, RELEASE = "grant", "reserve", "capture", "release"
 KINDS = (GRANT, RESERVE, CAPTURE, RELEASE)
@@ -115,7 +114,6 @@ class CreditStore:
 
     def account(self, user_id: str) -> Account:
         """The user's balance and reserved credits (zero for a user never seen)."""
-        upgrade(self.engine)
         query = sa.select(accounts).where(accounts.c.user_id == user_id)
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -127,7 +125,6 @@ class CreditStore:
         self, user_id: str, limit: int = 50, before: int | None = None
     ) -> tuple[list[Entry], int | None]:
         """The user's ledger, newest first, a page at a time; the next page's cursor."""
-        upgrade(self.engine)
         query = sa.select(ledger).where(ledger.c.user_id == user_id)
         if before is not None:
             query = query.where(ledger.c.id < before)
@@ -140,21 +137,18 @@ class CreditStore:
 
     def job_entries(self, job_id: str) -> list[Entry]:
         """Every movement of one job, oldest first."""
-        upgrade(self.engine)
         query = sa.select(ledger).where(ledger.c.job_id == job_id).order_by(ledger.c.id)
         with self.engine.connect() as conn:
             return [Entry(**dict(r)) for r in conn.execute(query).mappings()]
 
     def hold(self, job_id: str) -> Hold | None:
         """The job's hold, if credits were reserved for it."""
-        upgrade(self.engine)
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(holds).where(holds.c.job_id == job_id)).mappings().first()
         return _hold(row) if row else None
 
     def open_holds(self, limit: int, now: float | None = None) -> list[Hold]:
         """Holds still to settle whose check time has come, most overdue first."""
-        upgrade(self.engine)
         now = self.clock() if now is None else now
         query = (
             sa.select(holds)
@@ -171,7 +165,6 @@ class CreditStore:
         """Add credits to the user's balance; False if `reference` was already granted."""
         if amount <= 0:
             raise ValueError("a grant must be positive")
-        upgrade(self.engine)
         reference = reference or f"grant:{uuid.uuid4()}"
         try:
             with self.engine.begin() as conn:
@@ -187,7 +180,6 @@ class CreditStore:
     ) -> int:
         """Hold a new job's cost (the sum of its shares); InsufficientCredits if the balance
         cannot cover it, leaving nothing behind. Returns the amount held."""
-        upgrade(self.engine)
         amount = sum(shares.values())
         with self.engine.begin() as conn:
             self._take(conn, user_id, amount)

@@ -17,8 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from wf_store.migrations import upgrade
-from wf_store.migrations.tables import idempotency_keys as keys
+from wf_store.schema import idempotency_keys as keys
 
 DAY = 24 * 3600.0
 MAX_KEY_LENGTH = 255
@@ -51,7 +50,6 @@ class IdempotencyStore:
 
     def claim(self, user_id: str, key: str, request_digest: str | None = None) -> Stored | None:
         """Claim the key for a new request (None), or the claim already standing."""
-        upgrade(self.engine)
         for _ in range(3):
             now = self.clock()
             try:

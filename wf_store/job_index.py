@@ -57,7 +57,6 @@ class JobIndex:
         ids = list(job_ids)
         if not ids:
             return {}
-        self.store.create_schema()
         query = sa.select(job_index).where(job_index.c.job_id.in_(ids))
         with self.engine.connect() as conn:
             return {row["job_id"]: IndexedJob(**row) for row in conn.execute(query).mappings()}
@@ -66,7 +65,6 @@ class JobIndex:
         self, where: JobFilter, limit: int = 100, before: tuple[float, str] | None = None
     ) -> list[IndexedJob]:
         """Matching jobs, newest first; `before` is the (created_at, job_id) to page after."""
-        self.store.create_schema()
         c = job_index.c
         conditions = []
         for column, value in (

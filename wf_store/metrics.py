@@ -171,7 +171,6 @@ class MetricsStore:
 
     def state(self, key: str) -> str | None:
         """A stored cursor value."""
-        self.store.create_schema()
         query = sa.select(metric_state.c.value).where(metric_state.c.key == key)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
@@ -181,7 +180,6 @@ class MetricsStore:
         ids = list(run_ids)
         if not ids:
             return set()
-        self.store.create_schema()
         query = sa.select(metric_folded.c.run_id).where(metric_folded.c.run_id.in_(ids))
         with self.engine.connect() as conn:
             return set(conn.execute(query).scalars())
@@ -189,7 +187,6 @@ class MetricsStore:
     def apply(self, fold: Fold, now: float) -> None:
         """Everything of one tick, or nothing (a run folded meanwhile by another process
         raises IntegrityError: the tick is dropped and its runs folded next time)."""
-        self.store.create_schema()
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         with self.engine.begin() as conn:
             if fold.folded_runs:
@@ -232,7 +229,6 @@ class MetricsStore:
 
     def series(self) -> list[Series]:
         """Every stored series (their number follows the label values, not the jobs)."""
-        self.store.create_schema()
         query = sa.select(metric_series.c.name, metric_series.c.labels, metric_series.c.value)
         with self.engine.connect() as conn:
             return [
@@ -243,7 +239,6 @@ class MetricsStore:
     def live(self) -> list[Series]:
         """Figures read at scrape time, each a bounded indexed query: predictions still at
         a provider (by state and provider) and retries waiting (by reason)."""
-        self.store.create_schema()
         c, w = predictions.c, waiting.c
         by_state = (
             sa.select(c.state, c.provider, sa.func.count())

@@ -31,16 +31,16 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 
 from wf_core.clock import Clock
 from wf_core.job_ids import new_job_id
-from wf_store.schema import metadata, predictions, webhook_events
+from wf_store.schema import predictions, webhook_events
+from wf_store.state_db import engine_for, open_state_db
 
 CREATING = "creating"
 PARKED = "parked"
@@ -128,28 +128,6 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
-def engine_for(url: str) -> Engine:
-    """An engine for the store: WAL SQLite with a busy timeout, or pooled PostgreSQL."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        return engine
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    # A few connections per process, kept open: not one new connection per statement.
-    return sa.create_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True)
-
-
 class PredictionStore:
     """Compare-and-set transitions over `wf_predictions`; `clock()` is now in epoch seconds."""
 
@@ -157,24 +135,6 @@ class PredictionStore:
         self.url = url
         self.clock = clock
         self.engine = engine or engine_for(url)
-        self._schema_ready = False
-
-    # -- schema ---------------------------------------------------------------------------
-
-    def create_schema(self) -> None:
-        """Create the tables if they are missing (safe when several processes race)."""
-        if self._schema_ready:
-            return
-        for attempt in range(5):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                break
-            except (IntegrityError, ProgrammingError, OperationalError):
-                # Another process created them between our check and our CREATE.
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        self._schema_ready = True
 
     def close(self) -> None:
         """Close the engine's pooled connections."""
@@ -192,7 +152,6 @@ class PredictionStore:
 
     def latest(self, job_id: str, step: str) -> Prediction | None:
         """The newest row of one job step."""
-        self.create_schema()
         query = (
             sa.select(predictions)
             .where(predictions.c.job_id == job_id, predictions.c.step == step)
@@ -209,7 +168,6 @@ class PredictionStore:
         found: dict[str, list[Prediction]] = {job_id: [] for job_id in ids}
         if not ids:
             return found
-        self.create_schema()
         query = (
             sa.select(predictions)
             .where(predictions.c.job_id.in_(ids))
@@ -253,7 +211,6 @@ class PredictionStore:
 
     def count_by_state(self) -> dict[str, int]:
         """How many rows are in each state."""
-        self.create_schema()
         query = sa.select(predictions.c.state, sa.func.count()).group_by(predictions.c.state)
         with self.engine.connect() as conn:
             return {state: count for state, count in conn.execute(query)}
@@ -275,7 +232,6 @@ class PredictionStore:
         run_id: str | None,
     ) -> Prediction:
         """Record the intent to create a prediction, before the provider is called."""
-        self.create_schema()
         now = self.clock()
         # Time-ordered (UUIDv7): two intents of one step never tie in `latest`.
         intent_id = new_job_id(now).replace("-", "")
@@ -370,7 +326,6 @@ class PredictionStore:
         status = str(prediction.get("status") or "")
         if not prediction_id or not status:
             return False
-        self.create_schema()
         now = self.clock()
         match = predictions.c.prediction_id == prediction_id
         if intent_id:
@@ -410,7 +365,6 @@ class PredictionStore:
         self, webhook_id: str, body: Mapping[str, Any], intent_id: str | None = None
     ) -> bool:
         """Keep a webhook delivery once (by its id) and apply it; False for a repeat."""
-        self.create_schema()
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -490,7 +444,6 @@ class PredictionStore:
 
     def request_cancel(self, job_id: str) -> int:
         """The job was cancelled: its live predictions are to be stopped at the provider."""
-        self.create_schema()
         now = self.clock()
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -506,7 +459,6 @@ class PredictionStore:
     # -- helpers --------------------------------------------------------------------------
 
     def _move(self, intent_id: str, allowed: tuple[str, ...], **values: Any) -> bool:
-        self.create_schema()
         values.setdefault("updated_at", self.clock())
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -517,13 +469,11 @@ class PredictionStore:
         return bool(result.rowcount)
 
     def _one(self, condition: Any) -> Prediction | None:
-        self.create_schema()
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(predictions).where(condition)).mappings().first()
         return Prediction.from_row(row) if row else None
 
     def _many(self, condition: Any, order: Any, limit: int) -> list[Prediction]:
-        self.create_schema()
         query = sa.select(predictions).where(condition).order_by(order).limit(limit)
         with self.engine.connect() as conn:
             return [Prediction.from_row(row) for row in conn.execute(query).mappings()]
@@ -534,13 +484,14 @@ _shared_lock = threading.Lock()
 
 
 def shared_store(url: str) -> PredictionStore:
-    """One store (one connection pool) per database per process: keyed by pid too, so
-    pooled connections never cross a fork."""
+    """This process's store for `url`, on its shared engine, the database at the newest
+    revision (upgraded on first use; raises while the database does not answer)."""
+    engine = open_state_db(url)
     key = (os.getpid(), url)
     with _shared_lock:
         store = _shared.get(key)
         if store is None:
-            store = _shared[key] = PredictionStore(url)
+            store = _shared[key] = PredictionStore(url, engine=engine)
         return store
 
 

@@ -51,7 +51,6 @@ class RetryQueue:
         now: float,
     ) -> bool:
         """A run that failed retryably starts waiting; False if it already was."""
-        self.store.create_schema()
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -73,7 +72,6 @@ class RetryQueue:
     def due(self, now: float, limit: int, held_keys: Iterable[str] = ()) -> list[Waiting]:
         """Rows whose check time has come, oldest check first, except those waiting behind
         a breaker in `held_keys` (open and not taking a probe)."""
-        self.store.create_schema()
         condition = waiting.c.next_check_at <= now
         held = sorted(set(held_keys))
         if held:
@@ -92,7 +90,6 @@ class RetryQueue:
     def oldest_behind(self, quota_key: str, limit: int = 1) -> list[Waiting]:
         """The longest-waiting runs behind one breaker (a probe takes the first that can
         still go)."""
-        self.store.create_schema()
         query = (
             sa.select(waiting)
             .where(waiting.c.quota_key == quota_key)
@@ -119,7 +116,6 @@ class RetryQueue:
 
     def count(self, quota_key: str | None = None) -> int:
         """How many runs wait (behind one breaker, if given)."""
-        self.store.create_schema()
         query = sa.select(sa.func.count()).select_from(waiting)
         if quota_key is not None:
             query = query.where(waiting.c.quota_key == quota_key)

@@ -78,7 +78,6 @@ class SpecVersions:
         digest = spec_digest(spec)
         if (self.store.url, digest) in self._cache:
             return digest
-        self.store.create_schema()
         body = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
         try:
             with self.engine.begin() as conn:
@@ -103,7 +102,6 @@ class SpecVersions:
         """The spec stored under `digest`, or None."""
         if (self.store.url, digest) in self._cache:
             return self._cache[(self.store.url, digest)]
-        self.store.create_schema()
         with self.engine.connect() as conn:
             body = conn.execute(
                 sa.select(spec_versions.c.body).where(spec_versions.c.digest == digest)
@@ -118,7 +116,6 @@ class SpecVersions:
         self, job_id: str, spec: WorkflowSpec, user_id: str, run_config: dict[str, Any] | None
     ) -> Pin:
         """Pin `job_id` to `spec` unless it is pinned already; the job's pin either way."""
-        self.store.create_schema()
         digest = self.record(spec)
         try:
             with self.engine.begin() as conn:
@@ -140,7 +137,6 @@ class SpecVersions:
 
     def get(self, job_id: str) -> Pin | None:
         """One job's pin, or None (a job from before pins, or none at all)."""
-        self.store.create_schema()
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(job_specs).where(job_specs.c.job_id == job_id))
             found = row.mappings().first()
@@ -153,13 +149,11 @@ class SpecVersions:
 
     def unpin(self, job_id: str) -> None:
         """Forget a job that never started (its execute was refused after the pin)."""
-        self.store.create_schema()
         with self.engine.begin() as conn:
             conn.execute(job_specs.delete().where(job_specs.c.job_id == job_id))
 
     def open_pins(self, limit: int, after: str = "") -> list[Pin]:
         """Unfinished jobs, by job id after `after` (the owner check's round-robin)."""
-        self.store.create_schema()
         query = (
             sa.select(job_specs)
             .where(job_specs.c.finished_at.is_(None), job_specs.c.job_id > after)
@@ -172,7 +166,6 @@ class SpecVersions:
     def retired(self, current: Iterable[str]) -> list[WorkflowSpec]:
         """The newest version of each workflow gone from the files that open jobs still run on."""
         current_ids = set(current)
-        self.store.create_schema()
         query = (
             sa.select(job_specs.c.workflow_id, job_specs.c.digest, job_specs.c.created_at)
             .where(job_specs.c.finished_at.is_(None))
@@ -188,7 +181,6 @@ class SpecVersions:
 
     def newest_versions(self) -> dict[str, WorkflowSpec]:
         """The newest stored version of every workflow any job ran on, by workflow id."""
-        self.store.create_schema()
         query = sa.select(spec_versions.c.workflow_id, spec_versions.c.digest).order_by(
             spec_versions.c.created_at
         )
@@ -216,7 +208,6 @@ class SpecVersions:
     def _update(self, job_ids: Iterable[str], condition: Any, **values: Any) -> None:
         ids = list(job_ids)
         if ids:
-            self.store.create_schema()
             with self.engine.begin() as conn:
                 conn.execute(
                     job_specs.update()
@@ -226,7 +217,6 @@ class SpecVersions:
 
     def record_owner_event(self, job_id: str, action: str, message: str, now: float) -> None:
         """Write what the owner check did about a job (admin history, metrics, alerts)."""
-        self.store.create_schema()
         with self.engine.begin() as conn:
             conn.execute(
                 owner_events.insert().values(job_id=job_id, action=action, message=message, at=now)
@@ -236,7 +226,6 @@ class SpecVersions:
         self, job_id: str | None = None, since: float | None = None, limit: int = 100
     ) -> list[OwnerEvent]:
         """The owner check's actions, newest first, for one job or since a time."""
-        self.store.create_schema()
         query = sa.select(owner_events).order_by(owner_events.c.at.desc()).limit(limit)
         if job_id is not None:
             query = query.where(owner_events.c.job_id == job_id)
@@ -250,7 +239,6 @@ class SpecVersions:
 
     def count_owner_events(self) -> dict[str, int]:
         """How many jobs the owner check repaired or failed, by action (for the metrics)."""
-        self.store.create_schema()
         query = sa.select(owner_events.c.action, sa.func.count()).group_by(owner_events.c.action)
         with self.engine.connect() as conn:
             return {action: int(n) for action, n in conn.execute(query)}

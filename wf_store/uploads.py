@@ -14,23 +14,12 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from wf_core.config import SharedSettings
-from wf_store.predictions import engine_for
+from wf_store.schema import uploads
 
 SCHEME = "wf-upload:"
 SOURCE = re.compile(r"^wf-upload:(?P<job>[0-9A-Za-z_-]{1,64})\.(?P<fmt>[a-z0-9]{1,8})$")
-
-metadata = sa.MetaData()
-uploads = sa.Table(
-    "wf_uploads",
-    metadata,
-    sa.Column("job_id", sa.String(64), primary_key=True),
-    sa.Column("format", sa.String(8), nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
 
 
 def uploads_in_db(env: Mapping[str, str] | None = None) -> bool:
@@ -49,23 +38,11 @@ def is_upload_source(source: str) -> bool:
 class UploadStore:
     """`wf_uploads`: put a job's upload once, read it from any host."""
 
-    def __init__(self, url: str, engine: Engine | None = None) -> None:
-        self.engine = engine or engine_for(url)
-        self._schema_ready = False
-
-    def create_schema(self) -> None:
-        """Create the table if it is missing (safe when several processes race)."""
-        if self._schema_ready:
-            return
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except (IntegrityError, ProgrammingError, OperationalError):
-            metadata.create_all(self.engine, checkfirst=True)  # another process won the race
-        self._schema_ready = True
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def put(self, job_id: str, data: bytes, fmt: str) -> str:
         """Keep `data` as the job's upload; the `source` to put in its run config."""
-        self.create_schema()
         source = f"{SCHEME}{job_id}.{fmt}"
         if not SOURCE.match(source):
             raise ValueError(f"invalid upload key {job_id!r}.{fmt!r}")
@@ -82,7 +59,6 @@ class UploadStore:
         match = SOURCE.match(source)
         if not match:
             raise ValueError(f"not an upload source: {source!r}")
-        self.create_schema()
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(uploads.c.data).where(
@@ -93,7 +69,6 @@ class UploadStore:
 
     def delete(self, job_id: str) -> None:
         """Forget a job's upload (a launch that failed, or an archived job)."""
-        self.create_schema()
         with self.engine.begin() as conn:
             conn.execute(uploads.delete().where(uploads.c.job_id == job_id))
 

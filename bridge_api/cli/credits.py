@@ -17,7 +17,7 @@ from wf_store.credits import CreditStore
 def main(argv: Sequence[str] | None = None) -> int:
     """`wf-credits grant <user> <amount> [--reason ..]` or `show <user>`."""
     from wf_core.settings import state_db_url
-    from wf_store.predictions import engine_for
+    from wf_store.state_db import open_state_db
 
     parser = argparse.ArgumentParser(prog="wf-credits", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = sub.add_parser("show", help="a user's balance, reserved credits and last entries")
     show.add_argument("user_id")
     args = parser.parse_args(argv)
-    store = CreditStore(engine_for(state_db_url()))
+    store = CreditStore(open_state_db(state_db_url()))
     if args.command == "grant":
         if args.amount <= 0:
             parser.error("amount must be positive")

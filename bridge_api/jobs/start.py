@@ -84,7 +84,7 @@ def start_job(
     except Exception:
         _unpin(versions, job_id)
         if isinstance(path, str):
-            UploadStore("", engine=prediction_store().engine).delete(job_id)
+            UploadStore(prediction_store().engine).delete(job_id)
         else:
             shutil.rmtree(path.parent, ignore_errors=True)
         settle_job(job_id, (), "not_started")
@@ -95,7 +95,7 @@ def start_job(
 
 def _store_input(job_id: str, data: bytes, fmt: str) -> Path | str:
     if uploads_in_db():  # run workers on other hosts: the database, not this disk
-        return UploadStore("", engine=prediction_store().engine).put(job_id, data, fmt)
+        return UploadStore(prediction_store().engine).put(job_id, data, fmt)
     folder = Path(current_app.config["UPLOAD_DIR"]) / job_id
     folder.mkdir(parents=True, exist_ok=False)
     path = folder / f"input.{fmt}"

@@ -13,6 +13,7 @@ from resources.local_media import LocalMediaStorage
 from resources.media_storage import MediaStorage, StoredMedia
 from resources.model_provider import GenerationRequest, ModelProvider, PreparedCall
 from resources.replicate_provider import ReplicateModelProvider
+from tests.conftest import migrated
 from tests.fakes.replicate_server import FakeReplicate
 from wf_core.models import MODELS
 from wf_core.settings import REPO_ROOT
@@ -52,7 +53,7 @@ def source(media: LocalMediaStorage) -> StoredMedia:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[PredictionStore]:
     """The prediction store on a SQLite file in the test's folder."""
-    store = PredictionStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store = PredictionStore(migrated(f"sqlite:///{tmp_path / 'state.db'}"))
     yield store
     store.close()
 

@@ -18,6 +18,7 @@ from wf_assets.kinds.generate import Finished
 from wf_core import settings
 from wf_core.errors import HardError, PermanentErrorType
 from wf_core.media_checks import ImageRejected, check_image
+from wf_store.state_db import open_state_db
 from wf_store.uploads import UploadStore, is_upload_source
 
 # The step's error_type for each reason the core check refuses an image.
@@ -35,11 +36,7 @@ def read_source(source: str) -> bytes:
     """The bytes of the job's input: a local path, a file:// URL, an http(s) URL, or an
     upload the bridge kept in the engine's database (`wf-upload:`, any host reads it)."""
     if is_upload_source(source):
-        store = UploadStore(settings.state_db_url())
-        try:
-            data = store.get(source)
-        finally:
-            store.close()
+        data = UploadStore(open_state_db(settings.state_db_url())).get(source)
         if data is None:
             raise HardError("invalid_input", f"input file not found: {source}")
         return data

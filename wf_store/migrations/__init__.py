@@ -1,10 +1,12 @@
-"""Alembic migrations of the engine's newer tables (credits, idempotency keys, callbacks).
+"""Alembic migrations of every table of the engine's state database (`wf_store.schema`).
 
-`upgrade(engine)` brings a database to the newest revision. Its version table is
+`upgrade(engine)` brings a database to the newest revision; it is the only way tables
+are made. Its version table is
 `wf_alembic_version`, not Alembic's default: Dagster keeps its own `alembic_version`
 in the same PostgreSQL database when the state database is Dagster's. Several processes
-may upgrade at once (bridge workers, `prepare_instance`): on PostgreSQL an advisory lock
-lets one do it; on SQLite the file's write lock does.
+may upgrade at once (bridge workers, the code server, run workers, `prepare_instance`): on
+PostgreSQL an advisory lock lets one do it; on SQLite the file's write lock does (taken
+with BEGIN IMMEDIATE, waiting up to the engine's busy timeout).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 VERSION_TABLE = "wf_alembic_version"
@@ -40,22 +43,27 @@ def upgrade(engine: Engine) -> None:
         if key in _done:
             return
         config = alembic_config(engine)
+        if current_revision(engine) == ScriptDirectory.from_config(config).get_current_head():
+            _done.add(key)  # the usual start: nothing to do, so no lock to wait for
+            return
         if engine.dialect.name == "postgresql":
             with engine.connect() as conn:
+                # A session lock: held across the upgrade's transaction, until unlocked.
                 conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK})
+                conn.commit()
                 try:
                     config.attributes["connection"] = conn
                     command.upgrade(config, "head")
                     conn.commit()
                 finally:
+                    conn.rollback()  # after a failed upgrade: end its aborted transaction
                     conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK})
                     conn.commit()
         else:
             with engine.begin() as conn:
                 # Take SQLite's write lock first: a second process waits here, then finds
-                # the revision applied.
-                conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS wf_migration_lock (x INTEGER)")
-                conn.exec_driver_sql("DELETE FROM wf_migration_lock")
+                # the revision applied. (pysqlite would not begin before DDL by itself.)
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
         _done.add(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from wf_store.migrations import VERSION_TABLE
-from wf_store.migrations.tables import metadata
+from wf_store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,4 +1,4 @@
-"""The prediction store as a Dagster resource, with where providers call us back."""
+"""The engine's state database as a Dagster resource, with where providers call us back."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from wf_store.predictions import PredictionStore, shared_store
 WEBHOOK_PATH = "/hooks/replicate"
 
 
-class PredictionsResource(dg.ConfigurableResource):
-    """Where parked predictions are recorded, and how they are followed up."""
+class StateDatabase(dg.ConfigurableResource):
+    """The engine's state database (predictions, retry queue, credits, spec versions...),
+    with how parked predictions are followed up. Its resource key stays `predictions`."""
 
     url: str = Field(description="SQLAlchemy URL of the engine's state database.")
     public_base_url: str | None = Field(
@@ -23,7 +24,8 @@ class PredictionsResource(dg.ConfigurableResource):
     handoff_batch: int = Field(default=PollSettings.handoff_batch, gt=0)
 
     def store(self) -> PredictionStore:
-        """The store (shared within this process)."""
+        """The prediction store, shared within this process; the database is upgraded to
+        the newest revision on first use."""
         return shared_store(self.url)
 
     @property
