@@ -22,6 +22,7 @@ from bridge_api.dagster_client.gateway import DagsterGateway
 from bridge_api.jobs.execution_view import execution_view
 from runtime.stack import DagsterStack
 from wf_core import tags as t
+from wf_core.checkpoint import Checkpoint
 from wf_core.job_ids import JOBS_PARTITIONS_NAME, new_job_id
 from wf_core.specs import WorkflowSpec
 from wf_core.tags import cancel_description
@@ -131,13 +132,18 @@ class Jobs:
         return run_id
 
     def _checkpoint(self, job_id: str, run_id: str, step: str) -> None:
-        checkpoint = {
-            "job_id": job_id,
-            "step_name": step,
-            "output": {"url": f"http://127.0.0.1/media/{job_id}/{step}", "run": run_id},
-            "started_at": "2026-11-30T12:00:00.000+00:00",
-            "completed_at": "2026-11-30T12:00:01.000+00:00",
-        }
+        checkpoint = Checkpoint(
+            workflow_id=self.spec.id,
+            job_id=job_id,
+            step_name=step,
+            step_index=self.spec.step_index(step),
+            step_type=self.spec.steps[self.spec.step_index(step)].type,
+            kind=self.spec.steps[self.spec.step_index(step)].kind,
+            output={"url": f"http://127.0.0.1/media/{job_id}/{step}", "run": run_id},
+            run_id=run_id,
+            started_at="2026-11-30T12:00:00.000+00:00",
+            completed_at="2026-11-30T12:00:01.000+00:00",
+        ).to_dict()
         materialization = dg.AssetMaterialization(
             asset_key=[self.spec.id, step],
             partition=job_id,
