@@ -20,11 +20,14 @@ Per continuation: webhook recorded -> next create at the provider, command -> cr
 the worker's wall time and CPU (getrusage), PostgreSQL's CPU, events written; the worker's
 first continuation apart from the others (its first run has already warmed it).
 
+`--fork`: each run in a child forked from the worker for it (the zygote's model, which
+lets a launcher signal a run to cancel it); the child opens its own instance and store.
+
 Path (c): the worker reports a step's materialization itself, without a run
 (`instance.report_runless_asset_event(dg.AssetMaterialization(...))`): wall and CPU per
 report, `--reports` times, on a partition no job uses.
 
-Run: `.venv/bin/python bench/warm_continuation.py --jobs 10 --latency 2`.
+Run: `.venv/bin/python bench/warm_continuation.py --jobs 10 --latency 2 [--fork]`.
 """
 
 from __future__ import annotations
@@ -153,13 +156,49 @@ class Worker:
             cpus.append(cpu_now() - cpu0)
         return {"wall_s": walls, "cpu_s": cpus}
 
+    def forked(self, command: str, arg: str) -> dict:
+        """`first`/`cont` in a child forked for it (the zygote's model: a run is a process
+        the launcher can signal); the child opens its own instance and store."""
+        began, cpu0 = time.time(), children_cpu()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            code = 1
+            try:
+                self.instance = dg.DagsterInstance.get()
+                self.store = PredictionStore(state_db_url())
+                out = self.first(arg) if command == "first" else self.cont(arg)
+                os.write(write, json.dumps(out).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+        out = json.loads(data)
+        out.update(wall_s=time.time() - began, cpu_s=children_cpu() - cpu0, child_began=began)
+        return out
+
+
+def children_cpu() -> float:
+    """CPU-seconds of this process's reaped children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 
 def serve_worker() -> None:
-    """`--worker`: answer commands (`first JOB`, `cont INTENT`, `report N`) with JSON lines."""
+    """`--worker`: answer commands (`first JOB`, `cont INTENT`, `report N`, and `fork first
+    JOB`, `fork cont INTENT`) with JSON lines."""
     worker = Worker()
     print(json.dumps(worker.ready), flush=True)
     for line in sys.stdin:
         command, _, arg = line.strip().partition(" ")
+        if command == "fork":
+            command, _, arg = arg.partition(" ")
+            print(json.dumps(worker.forked(command, arg)), flush=True)
+            continue
         if command == "first":
             answer = worker.first(arg)
         elif command == "cont":
@@ -231,16 +270,17 @@ def run_bench(args: argparse.Namespace) -> dict:
         pg = [bench.postmaster] if bench.postmaster else []
         conts: list[dict] = []
         firsts: list[dict] = []
+        prefix = "fork " if args.fork else ""
         for index in range(args.jobs):
             job_id = new_job_id()
             pg0 = tree_cpu_seconds(pg)
-            firsts.append(worker.ask(f"first {job_id}"))
+            firsts.append(worker.ask(f"{prefix}first {job_id}"))
             firsts[-1]["pg_cpu_s"] = tree_cpu_seconds(pg) - pg0
             for number, step in enumerate(steps):
                 row, seen = wait_completed(store, job_id, step, 60 + 3 * args.latency)
                 pg0 = tree_cpu_seconds(pg)
                 sent = time.time()
-                out = worker.ask(f"cont {row.id}")
+                out = worker.ask(f"{prefix}cont {row.id}")
                 out["pg_cpu_s"] = tree_cpu_seconds(pg) - pg0
                 recorded = store_webhook_time(bench, row.prediction_id)
                 out.update(job=index, transition=number, seen=seen, sent=sent, recorded=recorded)
@@ -264,7 +304,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                     )
                 conts.append(out)
             print(f"job {index + 1}/{args.jobs} done", flush=True)
-        reports = worker.ask(f"report {args.reports}")
+        reports = worker.ask(f"report {args.reports}") if not args.fork else None
         worker.close()
         store.close()
     return summarise(args, worker.ready, firsts, conts, reports)
@@ -277,7 +317,7 @@ def store_webhook_time(bench, prediction_id: str) -> float:
     return webhooks_recorded(bench.stack.state_db_url)[prediction_id]
 
 
-def summarise(args, ready: dict, firsts: list[dict], conts: list[dict], reports: dict) -> dict:
+def summarise(args, ready: dict, firsts: list[dict], conts: list[dict], reports) -> dict:
     """p50/p95 per path; the first continuation (cold) apart from the warm ones."""
     middle = [c for c in conts if "created" in c]  # continuations that create a prediction
     warm = middle[1:]
@@ -289,6 +329,7 @@ def summarise(args, ready: dict, firsts: list[dict], conts: list[dict], reports:
     return {
         "jobs": args.jobs,
         "latency_s": args.latency,
+        "runs_in": "a child forked per run" if args.fork else "the worker process",
         "worker_start": ready,
         "first_run_wall_ms": spread([f["wall_s"] for f in firsts]),
         "b_first_continuation_webhook_recorded_to_next_create_ms": round(
@@ -312,8 +353,8 @@ def summarise(args, ready: dict, firsts: list[dict], conts: list[dict], reports:
         "b_events_per_final_run": spread([c["events"] for c in last], scale=1.0),
         "b_events_per_first_run": spread([f["events"] for f in firsts], scale=1.0),
         "b_first_run_cpu_ms": spread([f["cpu_s"] for f in firsts]),
-        "c_report_wall_ms": spread(reports["wall_s"][1:]),
-        "c_report_cpu_ms": spread(reports["cpu_s"][1:]),
+        "c_report_wall_ms": spread(reports["wall_s"][1:]) if reports else None,
+        "c_report_cpu_ms": spread(reports["cpu_s"][1:]) if reports else None,
         "b_worker_cpu_s_per_job": round(
             sum(c["cpu_s"] for c in conts + firsts) / max(1, len(firsts)), 3
         ),
@@ -330,6 +371,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--latency", type=float, default=2.0, help="provider seconds per call")
     parser.add_argument("--reports", type=int, default=21, help="path (c) reports (first dropped)")
+    parser.add_argument("--fork", action="store_true", help="each run in a forked child")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
