@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -243,52 +244,84 @@ def job_statuses(stack: DagsterStack, spec: WorkflowSpec) -> dict[str, tuple[str
     return found
 
 
-def run_bench(args: argparse.Namespace) -> dict:
-    """One whole measurement; returns the figures."""
-    spec = load_specs()[WORKFLOW_ID]
+@dataclass
+class BenchStack:
+    """A running stack under a bench: Dagster on PostgreSQL, the bridge, the fake provider."""
+
+    stack: DagsterStack
+    fake: FakeReplicate
+    roots: list[int]  # the stack's and the bridge's processes (their trees are the stack)
+    pg_url: str
+    postmaster: int | None  # a private cluster's server process, else None
+    bridge_url: str
+    tmp: Path
+
+
+@contextmanager
+def replicate_stack(
+    latency: float,
+    private_pg: bool = False,
+    provider: str = "replicate",
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[BenchStack]:
+    """DagsterStack on a fresh PostgreSQL database (or a private cluster), the bridge under
+    gunicorn as the webhook receiver, and the loopback Replicate making each prediction
+    take `latency` seconds and calling the bridge back (signed) when it ends."""
     models = {m.provider_model.partition(":")[0] for m in MODELS.values()}
     videos = {
         m.provider_model.partition(":")[0] for m in MODELS.values() if "image_to_video" in m.tasks
     }
     with (
-        tempfile.TemporaryDirectory(prefix="inflight-") as tmp_name,
+        tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp_name,
         FakeReplicate(TOKEN, models, videos) as fake,
         ExitStack() as cleanup,
     ):
         tmp = Path(tmp_name)
         postmaster = None
-        if args.private_pg:
+        if private_pg:
             os.chmod(tmp, 0o755)  # the postgres user reaches its data folder
             pg_url, postmaster = cleanup.enter_context(private_cluster(tmp))
         else:
             pg_url = cleanup.enter_context(fresh_database())
-        if args.pg_pool is not None:
-            os.environ["PG_POOL"] = args.pg_pool
-        fake.script = Script(seconds=args.latency)
-        if args.drop_webhooks:
-            fake.drop_all_webhooks = True
+        fake.script = Script(seconds=latency)
         hook_port = free_port()
         env = {
             **os.environ,
             "DAGSTER_PG_URL": pg_url,
             "MEDIA_DIR": str(tmp / "media"),
-            "MAX_CONCURRENT_RUNS": str(args.concurrency),
             "AUTH_MODE": "disabled",
             "REPLICATE_WEBHOOK_SECRET": fake.webhook_secret,
             "WEB_CONCURRENCY": "1",
+            **(extra_env or {}),
         }
-        if args.provider == "replicate":
+        if provider == "replicate":
             env["REPLICATE_API_TOKEN"] = TOKEN
             env["REPLICATE_API_BASE_URL"] = fake.base_url
             env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{hook_port}"
         else:
-            env["LOCAL_PROVIDER_LATENCY"] = str(args.latency)
+            env["LOCAL_PROVIDER_LATENCY"] = str(latency)
         env.pop("DAGSTER_HOME", None)
         with DagsterStack(tmp / "home", env=env, timeout=120) as stack:
-            env_bridge = {**stack.env}
-            with bridge_on(env_bridge, tmp, hook_port) as bridge_proc:
+            bridge_env = {**stack.env, "DAGSTER_GRAPHQL_URL": stack.graphql_url}
+            with bridge_on(bridge_env, tmp, hook_port) as bridge_proc:
                 roots = [p.pid for p in stack.procs.values()] + [bridge_proc.pid]
-                return measure(args, spec, stack, fake, roots, pg_url, postmaster)
+                yield BenchStack(
+                    stack, fake, roots, pg_url, postmaster, f"http://127.0.0.1:{hook_port}", tmp
+                )
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    """One whole measurement; returns the figures."""
+    spec = load_specs()[WORKFLOW_ID]
+    if args.pg_pool is not None:
+        os.environ["PG_POOL"] = args.pg_pool
+    env = {"MAX_CONCURRENT_RUNS": str(args.concurrency)}
+    with replicate_stack(args.latency, args.private_pg, args.provider, env) as bench:
+        if args.drop_webhooks:
+            bench.fake.drop_all_webhooks = True
+        return measure(
+            args, spec, bench.stack, bench.fake, bench.roots, bench.pg_url, bench.postmaster
+        )
 
 
 @contextmanager
