@@ -31,7 +31,9 @@ from dagster._core.execution.plan.plan import (
     ExecutionPlan,  # the type of that plan (celery_resume.py)
 )
 from dagster._core.instance import (
-    InstanceRef,  # the instance the launcher serialized, rebuilt in the forked child (zygote.py)
+    # The instance the launcher serialized, rebuilt in the forked child (zygote.py); and its
+    # storage defaults, which dagster.yaml's `instance_class` must give (read_model.py).
+    InstanceRef,
 )
 from dagster._core.launcher import (
     # The run launcher extension point that dagster.yaml names (launcher.py,

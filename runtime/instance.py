@@ -144,6 +144,8 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
     max_runs = EngineSettings.from_env().max_concurrent_runs
     return {
         **storage,
+        # Every process that writes to the instance keeps the job read model current.
+        "instance_class": {"module": "runtime.read_model", "class": "ProjectingInstance"},
         "run_coordinator": {
             **_class_config(QUEUED_RUN_COORDINATOR),
             "config": {

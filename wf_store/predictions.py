@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from wf_core.clock import Clock
 from wf_core.job_ids import new_job_id
+from wf_store.job_rows import project_predictions
 from wf_store.schema import predictions, webhook_events
 from wf_store.state_db import engine_for, open_state_db
 
@@ -254,6 +255,7 @@ class PredictionStore:
         }
         with self.engine.begin() as conn:
             conn.execute(predictions.insert().values(**values))
+            _project(conn, predictions.c.id == intent_id)
         found = self.get(intent_id)
         assert found is not None
         return found
@@ -302,6 +304,7 @@ class PredictionStore:
                 )
                 .values(prediction_id=prediction_id, provider_status=status, updated_at=now)
             )
+            _project(conn, predictions.c.id == intent_id)
             early = conn.execute(
                 sa.select(webhook_events.c.body)
                 .where(webhook_events.c.prediction_id == prediction_id)
@@ -359,6 +362,8 @@ class PredictionStore:
             result = conn.execute(
                 predictions.update().where(match, predictions.c.state.in_(allowed)).values(**values)
             )
+            if result.rowcount:
+                _project(conn, predictions.c.prediction_id == prediction_id)
         return bool(result.rowcount)
 
     def record_webhook(
@@ -406,15 +411,17 @@ class PredictionStore:
     def hand_off(self, intent_ids: Iterable[str], now: float | None = None) -> None:
         """Continuation runs were requested for these completed predictions."""
         now = self.clock() if now is None else now
+        ids = list(intent_ids)
         with self.engine.begin() as conn:
             conn.execute(
                 predictions.update()
                 .where(
-                    predictions.c.id.in_(list(intent_ids)),
+                    predictions.c.id.in_(ids),
                     predictions.c.state.in_((COMPLETED, HANDED_OFF)),
                 )
                 .values(state=HANDED_OFF, handed_off_at=now, updated_at=now)
             )
+            _project(conn, predictions.c.id.in_(ids))
 
     def claim(self, intent_id: str, run_id: str) -> Prediction | None:
         """A run takes a completed prediction to store its output; None if it may not.
@@ -454,6 +461,8 @@ class PredictionStore:
                 )
                 .values(state=CANCEL_REQUESTED, updated_at=now)
             )
+            if result.rowcount:
+                _project(conn, predictions.c.job_id == job_id)
         return int(result.rowcount)
 
     # -- helpers --------------------------------------------------------------------------
@@ -466,6 +475,8 @@ class PredictionStore:
                 .where(predictions.c.id == intent_id, predictions.c.state.in_(allowed))
                 .values(**values)
             )
+            if result.rowcount:
+                _project(conn, predictions.c.id == intent_id)
         return bool(result.rowcount)
 
     def _one(self, condition: Any) -> Prediction | None:
@@ -493,6 +504,11 @@ def shared_store(url: str) -> PredictionStore:
         if store is None:
             store = _shared[key] = PredictionStore(url, engine=engine)
         return store
+
+
+def _project(conn: sa.Connection, condition: Any) -> None:
+    """Fold the rows just written into their jobs' read-model rows, in this transaction."""
+    project_predictions(conn, predictions, condition)
 
 
 def _error_text(error: Any) -> str | None:

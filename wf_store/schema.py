@@ -108,6 +108,37 @@ job_index = sa.Table(
     sa.Index("ix_wf_job_index_status_created", "status", "created_at"),
     sa.Index("ix_wf_job_index_created", "created_at"),
 )
+# The job read model: one row per job, written with every transition Dagster or the
+# prediction store records (wf_core.job_record projects it; runtime/read_model.py writes
+# Dagster's side). `record` holds what the execution document is made of; the other
+# columns are what lists and filters read. On PostgreSQL a trigger NOTIFYs `wf_jobs` with
+# the job id on every change (revision 0004).
+jobs = sa.Table(
+    "wf_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(80), primary_key=True),
+    sa.Column("workflow_id", sa.String(120), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("spec_version", sa.String(80), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("current_step", sa.String(120), nullable=True),
+    sa.Column("failed_step", sa.String(120), nullable=True),
+    sa.Column("error_type", sa.String(40), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("retry_at", sa.Float, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("first_run_id", sa.String(64), nullable=True),
+    sa.Column("provider_status", sa.String(20), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Index("ix_wf_jobs_user_created", "user_id", "created_at", "job_id"),
+    sa.Index("ix_wf_jobs_status_created", "status", "created_at"),
+    sa.Index("ix_wf_jobs_created", "created_at", "job_id"),
+    sa.Index("ix_wf_jobs_first_run", "first_run_id"),
+)
 # Alert conditions and whether their start (and clearing) was delivered.
 alert_state = sa.Table(
     "wf_alerts",

@@ -8,9 +8,13 @@ from bridge_api.dagster_client.gateway import DagsterGateway
 from bridge_api.dagster_client.snapshots import JobSnapshot
 from bridge_api.http.auth import current_user
 from bridge_api.http.errors import ApiError
+from bridge_api.jobs.read_model import job_rows, predictions_of_record, read_row, snapshot_of
 from bridge_api.stores.catalog import SpecCatalog
+from bridge_api.stores.predictions import predictions_of
+from wf_core import tags as t
 from wf_core.job_ids import is_job_id
 from wf_core.specs import WorkflowSpec
+from wf_store.predictions import Prediction
 
 
 def gateway() -> DagsterGateway:
@@ -44,3 +48,49 @@ def load_owned_job(job_id: str) -> tuple[WorkflowSpec, JobSnapshot]:
     if not snapshot.runs:
         raise job_not_found(job_id)
     return owned_spec(job_id, snapshot.owner, snapshot.workflow_id), snapshot
+
+
+def load_owned_view(job_id: str) -> tuple[WorkflowSpec, JobSnapshot, list[Prediction]]:
+    """The caller's job for display: its snapshot and prediction rows from the read model
+    (one row, no GraphQL); a job without a row is read from Dagster as before."""
+    if not is_job_id(job_id):
+        raise job_not_found(job_id)
+    row = read_row(job_id)
+    if row is None:
+        spec, snapshot = load_owned_job(job_id)
+        rows: list[Prediction] = []
+        if snapshot.runs:  # only a running step waits on a prediction
+            from bridge_api.jobs.execution_view import job_state
+
+            if job_state(spec, snapshot).status == "running":
+                rows = (predictions_of([job_id]) or {}).get(job_id, [])
+        return spec, snapshot, rows
+    record = row.job_record()
+    first = record.first_run()
+    newest = max(record.runs.values(), key=lambda r: (r.created_at, r.run_id), default=None)
+    owner = first.tags.get(t.USER) if first else None
+    workflow = newest.tags.get(t.WORKFLOW) if newest else None
+    spec = owned_spec(job_id, owner, workflow)
+    return spec, snapshot_of(record, spec), predictions_of_record(record)
+
+
+def user_jobs_page(
+    user: str, limit: int, cursor: str | None
+) -> tuple[list[tuple[WorkflowSpec, JobSnapshot, list[Prediction]]], str | None]:
+    """A page of the user's jobs from the read model, newest first, with the next cursor
+    (the first run id of the page's last job, as before); jobs of unknown workflows are
+    left out. 400 for a cursor that names no job of the user's."""
+    specs = catalog().readable()
+    found = job_rows().user_page(user, limit + 1, cursor)
+    if found is None:
+        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor of this list")
+    rows = found[:limit]
+    next_cursor = rows[-1].first_run_id if len(found) > limit else None
+    page = []
+    for row in rows:
+        record = row.job_record()
+        newest = max(record.runs.values(), key=lambda r: (r.created_at, r.run_id), default=None)
+        spec = specs.get(newest.tags.get(t.WORKFLOW, "")) if newest else None
+        if spec is not None:
+            page.append((spec, snapshot_of(record, spec), predictions_of_record(record)))
+    return page, next_cursor

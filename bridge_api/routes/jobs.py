@@ -13,9 +13,8 @@ from bridge_api.http.limits import execute_limit, limiter, retry_limit, user_key
 from bridge_api.jobs import actions, start
 from bridge_api.jobs.callbacks import requested_callback
 from bridge_api.jobs.execution_view import execution_view, job_state
-from bridge_api.jobs.lookup import catalog, gateway, load_owned_job
+from bridge_api.jobs.lookup import load_owned_job, load_owned_view, user_jobs_page
 from bridge_api.jobs.uploads import inspect_upload
-from bridge_api.stores.predictions import predictions_of
 from wf_core.control import JobStateError
 from wf_core.run_config import OptionsError, validate_options
 from wf_core.specs import WorkflowSpec, spec_digest
@@ -80,10 +79,7 @@ def _start_job() -> tuple[dict, int]:
 @require_user
 def execution(job_id: str):
     """The job's status, checkpoints, error and result."""
-    spec, snapshot = load_owned_job(job_id)
-    rows: list = []
-    if job_state(spec, snapshot).status == "running":  # only a running step waits on one
-        rows = (predictions_of([job_id]) or {}).get(job_id, [])
+    spec, snapshot, rows = load_owned_view(job_id)
     settings = current_app.extensions["retry_settings"]
     view = execution_view(spec, snapshot, settings, rows)
     view["spec_version"] = spec_digest(spec)
@@ -132,17 +128,12 @@ def list_jobs():
     if not 1 <= limit <= 100:
         raise ApiError(400, "invalid_limit", "limit must be between 1 and 100")
     cursor = request.args.get("cursor") or None
-    specs = catalog().readable()
-    # A constant number of GraphQL requests, whatever the page's length (2 or 3).
-    snapshots, next_cursor = gateway().jobs_page(current_user(), limit, cursor, specs)
     settings = current_app.extensions["retry_settings"]
-    page = [(specs[snap.workflow_id], snap) for snap in snapshots if snap.workflow_id in specs]
-    # One store query for the page: the running jobs' predictions (their `updated_at`).
-    running = [snap.job_id for spec, snap in page if job_state(spec, snap).status == "running"]
-    rows = predictions_of(running) or {}
     jobs = []
-    for spec, snapshot in page:
-        summary = execution_view(spec, snapshot, settings, rows.get(snapshot.job_id, []))
+    # From the read model: one indexed query for the page (two after a cursor), no GraphQL.
+    page, next_cursor = user_jobs_page(current_user(), limit, cursor)
+    for spec, snapshot, rows in page:
+        summary = execution_view(spec, snapshot, settings, rows)
         summary.pop("checkpoints")
         jobs.append(summary)
     return jsonify({"jobs": jobs, "next_cursor": next_cursor})
