@@ -1,16 +1,17 @@
-"""Admin routes against the job index alone (no orchestrator needed to list or dry-run):
-the role check, filters, paging and refusals."""
+"""Admin routes against the job read model alone (no orchestrator needed to list or
+dry-run): the role check, filters, paging and refusals."""
 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from bridge_api import create_app
 from tests.conftest import migrated
 from tests.fakes.supabase_auth import FakeSupabaseAuth
 from wf_core.job_ids import new_job_id
-from wf_store.metrics import Fold, MetricsStore
-from wf_store.predictions import PredictionStore
+from wf_core.job_record import JobRecord
+from wf_store.schema import jobs
 
 T0 = 1_800_000_000.0
 ADMIN = {"app_metadata": {"provider": "email", "role": "admin"}}
@@ -32,16 +33,21 @@ def env(tmp_path, auth):
         ("completed", None, "img-edit-to-video", "u2", T0 + 40),
         ("pending_retry", "quota_exceeded", "img-edit-to-video", "u1", T0 + 50),
     ]
-    fold, ids = Fold(), []
+    ids, values = [], []
     for status, error, workflow, user, at in rows:
         job_id = new_job_id(at)
         ids.append(job_id)
-        fold.jobs[job_id] = {
-            "workflow_id": workflow, "user_id": user, "status": status, "error_type": error,
-            "failed_step": None, "attempt": 1, "run_id": None, "created_at": at,
-            "updated_at": at,
-        }  # fmt: skip
-    MetricsStore(PredictionStore(migrated(url))).apply(fold, T0)
+        # Issue 23: the rows of the read model (wf_jobs), where the job index's were.
+        values.append({
+            "job_id": job_id, "workflow_id": workflow, "user_id": user, "status": status,
+            "error_type": error, "failed_step": None, "attempt": 1, "run_id": None,
+            "created_at": at, "updated_at": at, "version": 1,
+            "record": JobRecord(job_id).to_json(),
+        })  # fmt: skip
+    engine = sa.create_engine(migrated(url))
+    with engine.begin() as conn:
+        conn.execute(jobs.insert(), values)
+    engine.dispose()
     app = create_app(
         {
             "STATE_DB_URL": url,

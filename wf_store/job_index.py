@@ -1,9 +1,9 @@
-"""Every job's last known state (`wf_job_index`), kept by the metrics sensor.
+"""What the metrics sensor last counted of each job (`wf_job_index`).
 
-Operators filter jobs by status, error type, workflow, user and time; Dagster can only
-filter runs, one tag value at a time. The metrics sensor writes a job's row whenever
-one of its runs changes, so a filter is one indexed query. The row may lag a sensor
-tick: whoever acts on a listed job checks its live state first.
+The sensor moves its job gauges and counters by the change of a job's status since its
+previous fold, so it keeps the status it counted here. Operators' filters and lists no
+longer read this table: they read the job read model (`wf_jobs`, wf_store.job_rows),
+which every transition keeps current; `find` remains for the fold's own checks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from wf_store.job_rows import JobFilter
 from wf_store.predictions import PredictionStore
 from wf_store.schema import job_index
 
@@ -31,18 +32,6 @@ class IndexedJob:
     run_id: str | None
     created_at: float
     updated_at: float
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    """Which jobs an operator means (every field optional)."""
-
-    status: str | None = None
-    error_type: str | None = None
-    workflow_id: str | None = None
-    user_id: str | None = None
-    since: float | None = None
-    until: float | None = None
 
 
 class JobIndex:

@@ -2,15 +2,16 @@
 history is in history.py). Used by the admin routes and by `wf-admin`, inside the app's
 context; a retry or cancel is the user's own (actions.py).
 
-Jobs are found in the job index (wf_store.job_index, kept by the metrics sensor); before
-acting on one, its live state is read from Dagster and the same rules as a user's retry
-or cancel apply (wf_core.control), so a stale index row never retries a running job.
+Jobs are found in the job read model (wf_store.job_rows, written with every transition);
+before acting on one, its live state is read from Dagster and the same rules as a user's
+retry or cancel apply (wf_core.control), so a row behind the event log never retries a
+running job.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_api.dagster_client.errors import DagsterError
@@ -18,9 +19,9 @@ from bridge_api.http.errors import ApiError
 from bridge_api.jobs import actions
 from bridge_api.jobs.execution_view import iso
 from bridge_api.jobs.lookup import catalog, gateway
-from bridge_api.stores.predictions import prediction_store
+from bridge_api.jobs.read_model import job_rows
 from wf_core.control import JobStateError
-from wf_store.job_index import IndexedJob, JobFilter, JobIndex
+from wf_store.job_rows import JobFilter, JobRow
 
 log = logging.getLogger(__name__)
 MAX_BULK = 1000
@@ -38,21 +39,31 @@ class BulkResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def job_index() -> JobIndex:
-    """The job index on the app's state database."""
-    return JobIndex(prediction_store())
+# What the admin list shows of a row (the fields of the job index it replaced).
+LISTED = (
+    "job_id",
+    "workflow_id",
+    "user_id",
+    "status",
+    "error_type",
+    "failed_step",
+    "attempt",
+    "run_id",
+)
 
 
-def indexed_view(job: IndexedJob) -> dict[str, Any]:
-    """An index row as API JSON."""
-    row = asdict(job)
+def indexed_view(job: JobRow) -> dict[str, Any]:
+    """A read-model row as API JSON."""
+    row: dict[str, Any] = {name: getattr(job, name) for name in LISTED}
     row["created_at"], row["updated_at"] = iso(job.created_at), iso(job.updated_at)
     return row
 
 
-def find_jobs(where: JobFilter, limit: int, before: tuple[float, str] | None = None):
+def find_jobs(
+    where: JobFilter, limit: int, before: tuple[float, str] | None = None
+) -> list[JobRow]:
     """Matching jobs, newest first."""
-    return job_index().find(where, limit, before)
+    return job_rows().find(where, limit, before)
 
 
 def bulk(action: str, where: JobFilter, actor: str, dry_run: bool, limit: int) -> BulkResult:

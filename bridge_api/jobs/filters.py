@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge_api.http.errors import ApiError
 from wf_core.times import iso_to_epoch_seconds
-from wf_store.job_index import JobFilter
+from wf_store.job_rows import JobFilter
 
 FILTER_FIELDS = ("status", "error_type", "workflow_id", "user_id", "since", "until")
 JOB_STATUSES = ("pending", "running", "completed", "failed", "pending_retry", "cancelled")

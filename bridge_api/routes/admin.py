@@ -6,6 +6,7 @@ Only a token whose `app_metadata.role` is `admin` sees them; anyone else gets th
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
@@ -79,7 +80,7 @@ def _bulk(action: str):
         raise ApiError(400, "invalid_filter", "dry_run must be true or false")
     limit = _limit(body.get("limit"), bulk.MAX_BULK, bulk.MAX_BULK)
     result = bulk.bulk(action, where, current_user(), dry_run, limit)
-    return jsonify(bulk.asdict(result))
+    return jsonify(asdict(result))
 
 
 @bp.post("/jobs/retry")
