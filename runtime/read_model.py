@@ -142,7 +142,7 @@ class ProjectingInstance(dg.DagsterInstance):
         """Dagster's own storage defaults (an `instance_class` must name them)."""
         return InstanceRef.config_defaults(base_dir)
 
-    def create_run(self, **kwargs: Any) -> dg.DagsterRun:  # type: ignore[override]
+    def create_run(self, **kwargs: Any) -> dg.DagsterRun:
         """Dagster's create_run, then the job's row."""
         run = super().create_run(**kwargs)
         self._project(lambda rows: project_run(self, rows, run.run_id))

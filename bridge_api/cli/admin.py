@@ -16,6 +16,7 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from bridge_api.app import create_app
@@ -58,7 +59,7 @@ def run(argv: Sequence[str], app: Any = None) -> tuple[int, Any]:
             if all(v is None for v in vars(where).values()):
                 return 2, {"error": "name at least one filter (--status, --error-type, ...)"}
             result = bulk.bulk(args.command, where, actor, args.dry_run, args.limit)
-            return 0, bulk.asdict(result)
+            return 0, asdict(result)
         except ApiError as exc:
             return 2, exc.body()
         except DagsterError as exc:

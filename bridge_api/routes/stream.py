@@ -8,8 +8,10 @@ from flask import Blueprint, Response, current_app, request
 from bridge_api.http.auth import require_user
 from bridge_api.http.errors import ApiError
 from bridge_api.jobs.lookup import catalog, gateway, job_not_found, owned_spec
+from bridge_api.jobs.read_model import read_row
 from bridge_api.streaming.events import Delivered
 from bridge_api.streaming.feeds import StreamHub, StreamsFull, client_gone, watch
+from wf_core import tags as t
 from wf_core.job_ids import is_job_id
 from wf_core.specs import WorkflowSpec
 
@@ -23,6 +25,13 @@ def _owned_spec(hub: StreamHub, job_id: str) -> WorkflowSpec:
         raise job_not_found(job_id)
 
     def load() -> tuple[str | None, str | None]:
+        row = read_row(job_id)  # the read model; a job from before it, from Dagster
+        if row is not None:
+            record = row.job_record()
+            first = record.first_run()
+            runs = sorted(record.runs.values(), key=lambda r: (r.created_at, r.run_id))
+            if first is not None:
+                return first.tags.get(t.USER), runs[-1].tags.get(t.WORKFLOW)
         snapshot = gateway().snapshot(job_id, catalog().specs_for_job(job_id))
         if not snapshot.runs:
             raise job_not_found(job_id)

@@ -1,9 +1,10 @@
 """One poller per watched job per process, shared by every watcher of that job.
 
-A `JobFeed` reads the job from Dagster (one snapshot and the new log lines of its runs
-per poll, plus the provider's progress) and appends what is new to one ordered list of
-entries: each job event once (by its identity, see `events.Delivered`), and the
-provider's progress level whenever it changes. Watchers (`watch`) read that list from
+A `JobFeed` reads the job from its row of the job read model (wf_jobs: runs, checkpoints,
+cancel mark and the provider's progress in one query; a job without a row from Dagster's
+GraphQL as before) and the new log lines of its unfinished runs, and appends what is
+new to one ordered list of entries: each job event once (by its identity, see
+`events.Delivered`), and the provider's progress level whenever it changes. Watchers (`watch`) read that list from
 the start and send what their own `Delivered` lacks, so every watcher of a job sees the
 same sequence, whatever it connected with, and the number of watchers costs Dagster
 nothing: a job with a thousand watchers is polled as often as a job with one.
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bridge_api.jobs.read_model import predictions_of_record, read_row, snapshot_of
+from bridge_api.stores.predictions import prediction_store
 from bridge_api.streaming.events import Delivered, Event, format_event
 from bridge_api.streaming.readers import JobEvents, ProviderProgress
 from bridge_api.streaming.run_events import RunEventListener
@@ -46,6 +49,7 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 # Woken by notifications, a feed still reads Dagster at most this often: a burst of a
 # run's events is read in one poll.
 NOTIFIED_SPACING_SECONDS = 0.25
+JOBS_CHANNEL = "wf_jobs"  # revision 0004's trigger: NOTIFY wf_jobs, '<job_id>'
 
 
 class StreamsFull(Exception):
@@ -74,6 +78,9 @@ class JobFeed:
         self.changed = threading.Condition()
         self.stopped = threading.Event()
         self.wake = threading.Event()  # a run of the job stored an event, or the feed stops
+        # The job's row changed (a checkpoint, a status, the provider's progress): read it
+        # now, without the spacing that gathers a burst of run events into one poll.
+        self.urgent = threading.Event()
         self.runs: frozenset[str] = frozenset()
 
     def start(self) -> None:
@@ -94,9 +101,16 @@ class JobFeed:
             failures = 0
             while not self.stopped.is_set():
                 try:
-                    snapshot = gateway.snapshot(self.job_id, {self.spec.id: self.spec})
+                    row = read_row(self.job_id)
+                    if row is not None:
+                        record = row.job_record()
+                        snapshot = snapshot_of(record, self.spec)
+                        rows = predictions_of_record(record)
+                    else:  # a job from before the read model
+                        snapshot = gateway.snapshot(self.job_id, {self.spec.id: self.spec})
+                        rows = None
                     collected, end = events.collect(snapshot, settings)
-                    waiting = provider.poll(snapshot)
+                    waiting = provider.poll(snapshot, rows)
                 except Exception as exc:  # Dagster slow or away: keep the watchers, retry
                     delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
                     failures += 1
@@ -132,10 +146,11 @@ class JobFeed:
     def _sleep(self, seconds: float, spacing: float = 0.0) -> None:
         """Until `seconds` pass or the feed is woken (never sooner than `spacing`: a burst
         of events is read in one poll)."""
-        if spacing and self.stopped.wait(spacing):
-            return
+        if spacing and not self.stopped.is_set():
+            self.urgent.wait(spacing)
         self.wake.wait(max(0.0, seconds - spacing))
         self.wake.clear()
+        self.urgent.clear()
 
     def read(self, position: int, timeout: float) -> tuple[list[Entry], bool]:
         """The entries from `position` on, waiting up to `timeout` for one; and whether
@@ -193,6 +208,7 @@ class StreamHub:
         self.by_run: dict[str, JobFeed] = {}
         self.lock = threading.Lock()
         self.listener: RunEventListener | None = None
+        self.rows_listener: RunEventListener | None = None
         self.owners = JobOwners()
 
     def acquire(self) -> Callable[[], None]:
@@ -232,6 +248,7 @@ class StreamHub:
             feed.watchers -= 1
             if feed.watchers <= 0:
                 feed.stopped.set()
+                feed.urgent.set()
                 feed.wake.set()
                 self._drop(feed)
 
@@ -263,6 +280,14 @@ class StreamHub:
         for feed in feeds:
             feed.wake.set()
 
+    def wake_jobs(self, job_ids: Iterable[str]) -> None:
+        """Wake the feeds of these jobs at once (their rows changed)."""
+        with self.lock:
+            feeds = [self.feeds[j] for j in job_ids if j in self.feeds]
+        for feed in feeds:
+            feed.urgent.set()
+            feed.wake.set()
+
     def notified(self) -> bool:
         """Whether Dagster's run event notifications are arriving now."""
         return self.listener is not None and self.listener.connected.is_set()
@@ -270,12 +295,30 @@ class StreamHub:
     def _listen(self) -> None:
         """Start this process's listener on first use (after gunicorn's fork), when the
         engine's storage is PostgreSQL."""
+        if self.rows_listener is None:
+            self._listen_rows()
         url = self.app.config.get("DAGSTER_PG_URL")
         if not url or self.listener is not None:
             return
         with self.lock:
             if self.listener is None:
                 self.listener = RunEventListener(url, self.wake).start()
+
+    def _listen_rows(self) -> None:
+        """LISTEN wf_jobs on the state database when it is PostgreSQL (its trigger notifies
+        each row change); on SQLite the feeds' polls read the rows instead."""
+        try:
+            store = prediction_store()
+        except Exception:  # the state database is down: the feeds poll
+            return
+        if store.engine.dialect.name != "postgresql":
+            return
+        url = store.engine.url.render_as_string(hide_password=False)
+        with self.lock:
+            if self.rows_listener is None:
+                self.rows_listener = RunEventListener(
+                    url, self.wake_jobs, channel=JOBS_CHANNEL, parse=str
+                ).start()
 
     def stats(self) -> dict[str, Any]:
         """Open streams and feeds of this process."""

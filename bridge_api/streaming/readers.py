@@ -14,6 +14,7 @@ from wf_core import tags as t
 from wf_core.job_state import FINISHED, counted_runs
 from wf_core.specs import WorkflowSpec
 from wf_core.times import epoch_ms_text_to_ms, iso_to_epoch_ms, seconds_to_ms
+from wf_store.predictions import Prediction
 
 
 class JobEvents:
@@ -96,15 +97,18 @@ class ProviderProgress:
         self.job_id = job_id
         self.sent: tuple[str, int] | None = None  # (intent id, progress) last sent
 
-    def poll(self, snapshot: JobSnapshot) -> dict | None:
-        """The event's data if the provider reports a progress not yet sent, else None."""
+    def poll(self, snapshot: JobSnapshot, rows: list[Prediction] | None = None) -> dict | None:
+        """The event's data if the provider reports a progress not yet sent, else None;
+        `rows` are the job's predictions when the read model gave them (else read)."""
         state = job_state(self.spec, snapshot)
         if state.status != "running":
             return None
-        rows = predictions_of([self.job_id])
         if rows is None:
-            return None
-        row = waiting_prediction(state, rows.get(self.job_id, []))
+            found = predictions_of([self.job_id])
+            if found is None:
+                return None
+            rows = found.get(self.job_id, [])
+        row = waiting_prediction(state, rows)
         if row is None or row.progress is None or (row.id, row.progress) == self.sent:
             return None
         self.sent = (row.id, row.progress)

@@ -27,12 +27,27 @@ CHANNEL = "run_events"  # dagster_postgres.event_log.event_log.CHANNEL_NAME
 BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 
 
-class RunEventListener:
-    """LISTEN run_events on its own connection; `on_runs` gets each batch of run ids."""
+def run_of(payload: str) -> str:
+    """The run id of a `run_events` payload (`<run_id>_<event id>`)."""
+    return payload.rsplit("_", 1)[0]
 
-    def __init__(self, url: str, on_runs: Callable[[Iterable[str]], None]) -> None:
-        self.url = url
+
+class RunEventListener:
+    """LISTEN on a channel (run_events by default) on its own connection; `on_runs` gets
+    each batch of ids (`parse` of each payload). The job read model's `wf_jobs` channel,
+    whose payload is a job id, is listened to with the same class."""
+
+    def __init__(
+        self,
+        url: str,
+        on_runs: Callable[[Iterable[str]], None],
+        channel: str = CHANNEL,
+        parse: Callable[[str], str] = run_of,
+    ) -> None:
+        self.url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
         self.on_runs = on_runs
+        self.channel = channel
+        self.parse = parse
         self.connected = threading.Event()
         self.stopped = threading.Event()
 
@@ -63,14 +78,14 @@ class RunEventListener:
         try:
             conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
             with conn.cursor() as cur:
-                cur.execute(f"LISTEN {CHANNEL}")
+                cur.execute(f"LISTEN {self.channel}")
             self.connected.set()
             while not self.stopped.is_set():
                 readable, _, _ = select.select([conn], [], [], 1.0)
                 if not readable:
                     continue
                 conn.poll()
-                runs = {n.payload.rsplit("_", 1)[0] for n in conn.notifies}
+                runs = {self.parse(n.payload) for n in conn.notifies}
                 conn.notifies.clear()
                 if runs:
                     self.on_runs(runs)
