@@ -84,9 +84,7 @@ def test_a_database_made_the_old_way_upgrades_to_the_models(engine) -> None:
     # Tables added after 0003 (wf_jobs, issue 23) were never made by create_all.
     made_later = {"wf_jobs"}
     old_tables = [
-        table
-        for name, table in metadata.tables.items()
-        if name not in MIGRATED_BEFORE | made_later
+        table for name, table in metadata.tables.items() if name not in MIGRATED_BEFORE | made_later
     ]
     metadata.create_all(engine, tables=old_tables)
     with engine.begin() as conn:

@@ -4,10 +4,11 @@ A `JobFeed` reads the job from its row of the job read model (wf_jobs: runs, che
 cancel mark and the provider's progress in one query; a job without a row from Dagster's
 GraphQL as before) and the new log lines of its unfinished runs, and appends what is
 new to one ordered list of entries: each job event once (by its identity, see
-`events.Delivered`), and the provider's progress level whenever it changes. Watchers (`watch`) read that list from
-the start and send what their own `Delivered` lacks, so every watcher of a job sees the
-same sequence, whatever it connected with, and the number of watchers costs Dagster
-nothing: a job with a thousand watchers is polled as often as a job with one.
+`events.Delivered`), and the provider's progress level whenever it changes. Watchers
+(`watch`) read that list from the start and send what their own `Delivered` lacks, so
+every watcher of a job sees the same sequence, whatever it connected with, and the
+number of watchers costs Dagster nothing: a job with a thousand watchers is polled as
+often as a job with one.
 
 The `StreamHub` of a process keeps the feeds (a feed starts with its first watcher and
 stops with its last, or when the job ends) and counts the open streams against a cap
