@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge_api.dagster_client.gateway import DagsterGateway
 from bridge_api.dagster_client.snapshots import JobSnapshot
 from bridge_api.http.auth import current_user
 from bridge_api.http.errors import ApiError
+from bridge_api.jobs.execution_view import job_state
 from bridge_api.jobs.read_model import job_rows, predictions_of_record, read_row, snapshot_of
 from bridge_api.stores.catalog import SpecCatalog
 from bridge_api.stores.predictions import predictions_of
@@ -15,6 +19,8 @@ from wf_core import tags as t
 from wf_core.job_ids import is_job_id
 from wf_core.specs import WorkflowSpec
 from wf_store.predictions import Prediction
+
+log = logging.getLogger(__name__)
 
 
 def gateway() -> DagsterGateway:
@@ -60,8 +66,6 @@ def load_owned_view(job_id: str) -> tuple[WorkflowSpec, JobSnapshot, list[Predic
         spec, snapshot = load_owned_job(job_id)
         rows: list[Prediction] = []
         if snapshot.runs:  # only a running step waits on a prediction
-            from bridge_api.jobs.execution_view import job_state
-
             if job_state(spec, snapshot).status == "running":
                 rows = (predictions_of([job_id]) or {}).get(job_id, [])
         return spec, snapshot, rows
@@ -79,11 +83,17 @@ def user_jobs_page(
 ) -> tuple[list[tuple[WorkflowSpec, JobSnapshot, list[Prediction]]], str | None]:
     """A page of the user's jobs from the read model, newest first, with the next cursor
     (the first run id of the page's last job, as before); jobs of unknown workflows are
-    left out. 400 for a cursor that names no job of the user's."""
+    left out. A page the read model cannot give (no row of the user's, a cursor that is
+    no row's, the state database unreadable) is read from Dagster as before: jobs from
+    before the read model are listed until the rebuild gives them rows."""
     specs = catalog().readable()
-    found = job_rows().user_page(user, limit + 1, cursor)
-    if found is None:
-        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor of this list")
+    try:
+        found = job_rows().user_page(user, limit + 1, cursor)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("job read model unreachable, listing from Dagster: %s", exc)
+        found = None
+    if not found:
+        return _dagster_page(user, limit, cursor, specs)
     rows = found[:limit]
     next_cursor = rows[-1].first_run_id if len(found) > limit else None
     page = []
@@ -94,3 +104,12 @@ def user_jobs_page(
         if spec is not None:
             page.append((spec, snapshot_of(record, spec), predictions_of_record(record)))
     return page, next_cursor
+
+
+def _dagster_page(user: str, limit: int, cursor: str | None, specs: dict[str, WorkflowSpec]):
+    """The page over GraphQL (2 or 3 requests) and one store query for its running jobs."""
+    snapshots, next_cursor = gateway().jobs_page(user, limit, cursor, specs)
+    page = [(specs[snap.workflow_id], snap) for snap in snapshots if snap.workflow_id in specs]
+    running = [snap.job_id for spec, snap in page if job_state(spec, snap).status == "running"]
+    rows = predictions_of(running) or {}
+    return [(spec, snap, rows.get(snap.job_id, [])) for spec, snap in page], next_cursor
