@@ -227,3 +227,26 @@ def rebuild_job(
     if not record.runs:
         return None
     return rows.replace(record)
+
+
+def heal(instance: dg.DagsterInstance, store: PredictionStore, job_ids: list[str]) -> int:
+    """Rebuild these jobs' rows from the event log where they differ (the owner check's
+    repair of a write that crashed between Dagster's commit and the row's); how many
+    were rewritten. Never raises: the next visit tries again."""
+    if not job_ids:
+        return 0
+    try:
+        rows = job_rows_for(instance)
+        before = rows.versions(job_ids)
+    except Exception:
+        log.exception("the job read model cannot be read; rows not checked")
+        return 0
+    healed = 0
+    for job_id in job_ids:
+        try:
+            after = rebuild_job(instance, rows, store, job_id)
+        except Exception:
+            log.exception("job %s: its row was not rebuilt", job_id)
+            continue
+        healed += int(after is not None and after != before.get(job_id))
+    return healed

@@ -14,7 +14,10 @@ completed prediction waiting for its hand-off) it is
   version, with the options it was started with; or
 - failed: when its code can no longer run it (`spec_changed`, see sensors.job_end).
 Each action is written to `wf_owner_events` (admin history, metrics, the alert).
-A job seen in a final state closes its pin.
+A job seen in a final state closes its pin. The read-model rows (wf_jobs) of the jobs
+without an owner are rebuilt from the event log where they differ from it: every job ends
+up there (a final job has no owner), so a row left behind by a writer that died between
+Dagster's commit and the row's update is healed before its pin closes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from resources.state_database import StateDatabase
+from runtime.read_model import heal
 from sensors.job_end import end_job_request
 from wf_assets.asset_keys import asset_key_for
 from wf_assets.job_runs import load_job_state
@@ -184,6 +188,9 @@ def evaluate_owners(
             versions.owned([pin.job_id])  # looked at afresh once its run exists
     versions.finished(finished, now)
     versions.mark_ownerless(newly_ownerless, now)
+    # The read model's rows of the jobs looked at closely are made to equal the event log:
+    # a writer killed between Dagster's commit and its row update is healed here.
+    heal(context.instance, store, [p.job_id for p in candidates])
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
