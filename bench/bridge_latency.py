@@ -28,8 +28,16 @@
    wait_for_run: the bridge's submit path without an SSE stream open). The stream polls
    every 0.25 s while a run is active (--stream-poll, STREAM_ACTIVE_POLL_SECONDS, the default).
 
+With `--read-model` (issue 23), no Dagster at all: the job read model's table (`wf_jobs`)
+is seeded directly (rows built with the same projection as the live path, the same mix of
+kinds, every job the bench user's), and the bridge, whose GraphQL URL points at a closed
+port, answers `GET /workflows/jobs?limit=100` (first page one time in ten, else after a
+random job's cursor; each page checked) and `GET /workflows/execution/<id>` from the rows
+at 10,000 and 100,000 jobs by default. Targets: list p95 <= 50 ms, status p95 <= 30 ms.
+
 Run: `.venv/bin/python bench/bridge_latency.py [--sizes 10000,50000] [--samples 300]
-[--list-samples 100] [--jobs 10] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]`.
+[--list-samples 100] [--jobs 10] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+[--read-model]`.
 Exits 1 when a target (execution GET p95 <= 50 ms, jobs list p95 <= 100 ms, overhead
 <= 0.5 s) is missed or a GET answers a wrong status or page.
 """
@@ -72,9 +80,14 @@ from runtime.instance import DEQUEUE_INTERVAL_SECONDS, MAX_CONCURRENT_RUNS, prep
 from runtime.stack import DagsterStack, free_port
 from wf_core import tags as t
 from wf_core.job_ids import JOBS_PARTITIONS_NAME, new_job_id
+from wf_core.job_record import JobRecord, RunEntry, project
+from wf_core.retry_policy import RetrySettings
 from wf_core.run_config import build_run_config
 from wf_core.settings import REPO_ROOT
 from wf_core.specs import WorkflowSpec, load_specs
+from wf_store.migrations import upgrade
+from wf_store.schema import jobs as jobs_table
+from wf_store.state_db import engine_for
 
 WORKFLOW_ID = "img-edit-to-video"
 SAMPLE = REPO_ROOT / "samples" / "sample.jpg"
@@ -857,11 +870,180 @@ def analyze(db_url: str) -> None:
     conn.close()
 
 
+# ---------------------------------------------------------------- the read model (issue 23)
+
+READ_MODEL_LIST_TARGET_MS = 50.0
+READ_MODEL_STATUS_TARGET_MS = 30.0
+
+
+def seeded_record(spec: WorkflowSpec, job_id: str, kind: str, created: float) -> JobRecord:
+    """A finished job's record as the live path would have folded it (runs, checkpoints)."""
+    steps = [step.name for step in spec.steps]
+    record = JobRecord(job_id)
+
+    def run(attempt: int, status: str, done: list[str], at: float, **extra: str) -> None:
+        nonlocal record
+        run_id = str(uuid.uuid4())
+        tags = {**t.job_tags(spec.id, job_id, USER, "bridge", attempt), **extra}
+        record = record.with_run(RunEntry(run_id, status, tags, at, at + 0.5, at + 9, at + 9))
+        for n, step in enumerate(done):
+            index = spec.step_index(step)
+            raw = {
+                "workflow_id": spec.id,
+                "job_id": job_id,
+                "step_name": step,
+                "step_index": index,
+                "step_type": spec.steps[index].type,
+                "kind": spec.steps[index].kind,
+                "output": {"url": f"https://media.example/{job_id}/{step}.png"},
+                "run_id": run_id,
+                "started_at": iso(at + 1 + n),
+                "completed_at": iso(at + 2 + n),
+            }
+            record = record.with_checkpoint((spec.id, step), at + 2 + n, run_id, raw)
+
+    failure = {
+        t.FAILED_AT: iso(created + 9),
+        t.RETRY_STATE: t.RETRY_DONE,
+        t.FAILED_STEP: "video_generation" if kind == "pending_retry" else "image_edit",
+    }
+    if kind == "completed":
+        run(1, "SUCCESS", steps, created)
+    elif kind == "retried":
+        retry = {t.ERROR_TYPE: "rate_limit", t.RETRYABLE: "true", t.ERROR_MESSAGE: "429"}
+        run(1, "FAILURE", steps[:1], created, **failure, **retry)
+        run(2, "SUCCESS", steps[1:], created + 12)
+    elif kind == "pending_retry":
+        timeout = {t.ERROR_TYPE: "timeout", t.RETRYABLE: "true", t.ERROR_MESSAGE: "timed out"}
+        run(1, "FAILURE", steps[:2], created, **failure, **timeout)
+    else:
+        rejected = {t.ERROR_TYPE: "content_rejected", t.RETRYABLE: "false"}
+        run(1, "FAILURE", steps[:1], created, **failure, **rejected, **{t.ERROR_MESSAGE: "NSFW"})
+    return record
+
+
+def seed_rows(engine, spec: WorkflowSpec, count: int, start: int, oldest: float, rng) -> list:
+    """Insert `count` rows into wf_jobs (numbers start.. start+count); their (job id, kind,
+    first run id), oldest first."""
+    settings = RetrySettings()
+    seeded, batch = [], []
+    kinds, weights = zip(*KINDS, strict=True)
+    for number in range(start, start + count):
+        created = oldest + number * JOB_INTERVAL_SECONDS
+        job_id = new_job_id(created)
+        kind = rng.choices(kinds, weights)[0]
+        record = seeded_record(spec, job_id, kind, created)
+        columns = project(record, spec, settings)
+        batch.append({**columns, "version": 1})
+        seeded.append((job_id, kind, columns["first_run_id"]))
+        if len(batch) == 5000:
+            with engine.begin() as conn:
+                conn.execute(jobs_table.insert(), batch)
+            batch = []
+    if batch:
+        with engine.begin() as conn:
+            conn.execute(jobs_table.insert(), batch)
+    return seeded
+
+
+def measure_read_model(base: str, seeded: list, samples: int, list_samples: int, rng) -> dict:
+    """Timed GETs of the list (checked pages) and of single jobs (checked statuses)."""
+    newest_first = list(reversed(seeded))
+    lists, gets, mismatches = [], [], 0
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for _ in range(LIST_WARMUP):
+            http.get(f"/workflows/jobs?limit={LIST_LIMIT}")
+        for n in range(list_samples):
+            after = None if n % BEFORE_EVERY == 0 else rng.randrange(len(newest_first) - 1)
+            query = f"/workflows/jobs?limit={LIST_LIMIT}"
+            if after is not None:
+                query += f"&cursor={newest_first[after][2]}"
+            ms, answer = timed(http.get, query)
+            lists.append(ms)
+            start = 0 if after is None else after + 1
+            want = [job_id for job_id, _, _ in newest_first[start : start + LIST_LIMIT]]
+            got = [job["job_id"] for job in answer.json()["jobs"]] if answer.is_success else []
+            mismatches += got != want
+        for job_id, kind, _ in rng.sample(seeded, min(samples, len(seeded))):
+            ms, answer = timed(http.get, f"/workflows/execution/{job_id}")
+            gets.append(ms)
+            ok = answer.is_success and answer.json()["status"] == EXPECTED_STATUS[kind]
+            mismatches += not ok
+    return {"list": lists, "gets": gets, "mismatches": mismatches}
+
+
+def read_model_main(args) -> int:
+    """The read-model figures: rows seeded into wf_jobs, the bridge answering from them."""
+    sizes = [int(s) for s in (args.sizes or "10000,100000").split(",")]
+    for noisy in ("httpx", "bridge_api.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    spec = load_specs()[WORKFLOW_ID]
+    rng = random.Random(args.seed)
+    ok = True
+    with (
+        tempfile.TemporaryDirectory(prefix="wf-read-model-bench-") as tmp,
+        scratch_database(args.pg_url) as db_url,
+    ):
+        url = db_url or f"sqlite:///{Path(tmp) / 'state.db'}"
+        engine = engine_for(url)
+        upgrade(engine)
+        storage = "PostgreSQL (scratch database)" if db_url else "SQLite"
+        print(
+            f"read model on {storage}; {os.cpu_count()} CPUs; rows seeded directly into "
+            "wf_jobs (no Dagster runs; the bridge's GraphQL URL is a closed port)"
+        )
+        app = create_app(
+            {
+                "STATE_DB_URL": url,
+                "AUTH_MODE": "disabled",
+                "DAGSTER_GRAPHQL_URL": f"http://127.0.0.1:{free_port()}/graphql",
+                "MEDIA_DIR": str(Path(tmp) / "media"),
+                "UPLOAD_DIR": str(Path(tmp) / "uploads"),
+            }
+        )
+        seeded: list = []
+        oldest = time.time() - sizes[-1] * JOB_INTERVAL_SECONDS - 3600
+        with serve_bridge(app) as base:
+            for size in sizes:
+                began = time.perf_counter()
+                seeded += seed_rows(engine, spec, size - len(seeded), len(seeded), oldest, rng)
+                if db_url:
+                    analyze(db_url)
+                print(f"\nseeded to {size:,} rows in {time.perf_counter() - began:.1f} s")
+                figures = measure_read_model(base, seeded, args.samples, args.list_samples, rng)
+                list_p95, get_p95 = percentile(figures["list"], 95), percentile(figures["gets"], 95)
+                verdict = (
+                    list_p95 <= READ_MODEL_LIST_TARGET_MS
+                    and get_p95 <= READ_MODEL_STATUS_TARGET_MS
+                    and not figures["mismatches"]
+                )
+                ok = ok and verdict
+                print(
+                    f"  {size:>7,} jobs: GET /workflows/jobs?limit={LIST_LIMIT} p50 "
+                    f"{percentile(figures['list'], 50):.1f} ms, p95 {list_p95:.1f} ms "
+                    f"({len(figures['list'])} pages; target p95 <= "
+                    f"{READ_MODEL_LIST_TARGET_MS:.0f} ms); GET /workflows/execution/<id> p50 "
+                    f"{percentile(figures['gets'], 50):.1f} ms, p95 {get_p95:.1f} ms "
+                    f"({len(figures['gets'])} jobs, one client; target p95 <= "
+                    f"{READ_MODEL_STATUS_TARGET_MS:.0f} ms); wrong answers "
+                    f"{figures['mismatches']}: {'ok' if verdict else 'MISSED'}"
+                )
+        engine.dispose()
+    return 0 if ok else 1
+
+
 def main() -> int:
     """Populate, measure GETs at each size, then end to end on the last; print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", default="10000,50000", help="job counts, ascending (10000,50000)"
+        "--sizes",
+        default=None,
+        help="job counts, ascending (10000,50000; with --read-model 10000,100000)",
+    )
+    parser.add_argument(
+        "--read-model",
+        action="store_true",
+        help="the job read model's figures only: rows seeded into wf_jobs, no Dagster",
     )
     parser.add_argument("--samples", type=int, default=300, help="timed jobs per size (300)")
     parser.add_argument(
@@ -888,7 +1070,9 @@ def main() -> int:
         "retry-sensor tick reads every failed run of the new population",
     )
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.read_model:
+        return read_model_main(args)
+    sizes = [int(s) for s in (args.sizes or "10000,50000").split(",")]
     if sizes != sorted(sizes):
         parser.error("--sizes must be ascending: the instance only grows")
     spec = load_specs()[WORKFLOW_ID]
