@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -36,7 +38,7 @@ from wf_store.state_db import open_state_db
 
 log = logging.getLogger(__name__)
 CHECKPOINT_LABEL = "checkpoint"
-_rows: dict[str, JobRows] = {}
+_rows: dict[tuple[int, str], JobRows] = {}
 
 
 def run_entry(record: dg.RunRecord) -> RunEntry:
@@ -80,16 +82,15 @@ def cancel_mark_of(entry: dg.EventLogEntry) -> tuple[str, tuple[str, ...]] | Non
 def job_rows_for(instance: dg.DagsterInstance) -> JobRows:
     """The read model on the state database of this instance (one per process and URL)."""
     url = settings.state_db_url(_home(instance))
-    rows = _rows.get(url)
+    key = (os.getpid(), url)  # a forked run worker opens its own connections
+    rows = _rows.get(key)
     if rows is None:
         engine = open_state_db(url)
-        rows = _rows[url] = JobRows(engine, stored_specs(engine), default_settings())
+        rows = _rows[key] = JobRows(engine, stored_specs(engine), default_settings())
     return rows
 
 
-def _home(instance: dg.DagsterInstance) -> Any:
-    from pathlib import Path
-
+def _home(instance: dg.DagsterInstance) -> Path | None:
     try:
         return Path(instance.root_directory)
     except Exception:

@@ -95,8 +95,10 @@ def execution_view(
     snapshot: JobSnapshot,
     settings: RetrySettings,
     rows: Sequence[Prediction] = (),
+    checkpoints: bool = True,
 ) -> dict:
-    """The whole execution document of API.md; `rows` are the job's prediction rows."""
+    """The whole execution document of API.md; `rows` are the job's prediction rows.
+    Without `checkpoints`, the summary the jobs list shows (no `checkpoints` key)."""
     state = job_state(spec, snapshot)
     latest = state.latest
     error_info = None
@@ -123,7 +125,9 @@ def execution_view(
         "status": state.status,
         "current_step": spec.step_index(current),
         "total_steps": len(spec.steps),
-        "checkpoints": checkpoints_view(spec, state, snapshot, settings, rows),
+        "checkpoints": checkpoints_view(spec, state, snapshot, settings, rows)
+        if checkpoints
+        else None,
         "error_info": error_info,
         "result": result,
         "can_retry": state.can_retry,

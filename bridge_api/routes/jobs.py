@@ -133,7 +133,7 @@ def list_jobs():
     # From the read model: one indexed query for the page (two after a cursor), no GraphQL.
     page, next_cursor = user_jobs_page(current_user(), limit, cursor)
     for spec, snapshot, rows in page:
-        summary = execution_view(spec, snapshot, settings, rows)
+        summary = execution_view(spec, snapshot, settings, rows, checkpoints=False)
         summary.pop("checkpoints")
         jobs.append(summary)
     return jsonify({"jobs": jobs, "next_cursor": next_cursor})
