@@ -267,6 +267,8 @@ def stored_specs(engine: Engine) -> SpecLookup:
     url = engine.url.render_as_string(hide_password=False)
 
     def lookup(job_id: str, workflow_id: str, digest: str | None) -> WorkflowSpec | None:
+        if digest is not None and (url, digest) in _specs:
+            return _specs[(url, digest)]  # the usual case: no statement at all
         with engine.connect() as conn:
             if digest is None:
                 digest = conn.execute(
