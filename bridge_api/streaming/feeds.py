@@ -50,6 +50,8 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 # Woken by notifications, a feed still reads Dagster at most this often: a burst of a
 # run's events is read in one poll.
 NOTIFIED_SPACING_SECONDS = 0.25
+# A feed woken by row changes still reads its runs' log lines at least this often.
+LOGS_AT_LEAST_SECONDS = 1.0
 JOBS_CHANNEL = "wf_jobs"  # revision 0004's trigger: NOTIFY wf_jobs, '<job_id>'
 
 
@@ -100,7 +102,14 @@ class JobFeed:
             provider = ProviderProgress(self.spec, self.job_id)
             seen: set = set()
             failures = 0
+            logs_read = 0.0
             while not self.stopped.is_set():
+                # Woken by its row's change: send what the row says now, and leave the
+                # runs' log lines (a GraphQL request each) to the poll after, unless they
+                # were not read for a while.
+                urgent = self.urgent.is_set()
+                self.urgent.clear()
+                logs = not urgent or time.monotonic() - logs_read > LOGS_AT_LEAST_SECONDS
                 try:
                     row = read_row(self.job_id)
                     if row is not None:
@@ -110,7 +119,9 @@ class JobFeed:
                     else:  # a job from before the read model
                         snapshot = gateway.snapshot(self.job_id, {self.spec.id: self.spec})
                         rows = None
-                    collected, end = events.collect(snapshot, settings)
+                    collected, end = events.collect(snapshot, settings, logs=logs)
+                    if logs:
+                        logs_read = time.monotonic()
                     waiting = provider.poll(snapshot, rows)
                 except Exception as exc:  # Dagster slow or away: keep the watchers, retry
                     delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
@@ -135,6 +146,8 @@ class JobFeed:
                     self.changed.notify_all()
                 if end:
                     return
+                if not logs:
+                    continue  # the log lines now
                 # Poll fast while a run is queued or running, slowly while a retry waits;
                 # when Dagster's notifications arrive, at their call (and slowly besides).
                 busy = any(run.status in ACTIVE for run in snapshot.runs)
@@ -150,8 +163,7 @@ class JobFeed:
         if spacing and not self.stopped.is_set():
             self.urgent.wait(spacing)
         self.wake.wait(max(0.0, seconds - spacing))
-        self.wake.clear()
-        self.urgent.clear()
+        self.wake.clear()  # `urgent` is cleared by the poll that it makes fast
 
     def read(self, position: int, timeout: float) -> tuple[list[Entry], bool]:
         """The entries from `position` on, waiting up to `timeout` for one; and whether

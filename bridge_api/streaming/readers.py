@@ -46,10 +46,15 @@ class JobEvents:
             finished = run.status in FINISHED
             self.cursors[run.run_id] = "done" if finished else cursor
 
-    def collect(self, snapshot: JobSnapshot, settings) -> tuple[list[Event], bool]:
-        """Every event of the job so far, and whether the stream should end."""
+    def collect(
+        self, snapshot: JobSnapshot, settings, logs: bool = True
+    ) -> tuple[list[Event], bool]:
+        """Every event of the job so far, and whether the stream should end; without
+        `logs`, the runs' step logs are not read again (a row change is sent at once, the
+        log lines at the next poll)."""
         runs = list(reversed(counted_runs(snapshot.runs)))  # creation order
-        self._read_logs(runs)
+        if logs:
+            self._read_logs(runs)
         events = []
         for index, run in enumerate(runs):
             for n, (when, data) in enumerate(self.progress.get(run.run_id, [])):
