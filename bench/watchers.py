@@ -142,6 +142,9 @@ def bridge(env: dict[str, str], tmp: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        kept = Path(tempfile.gettempdir()) / "watchers-gunicorn.log"
+        kept.write_bytes((tmp / "gunicorn.log").read_bytes())
+        print(f"bridge log kept at {kept}", file=sys.stderr)
 
 
 def execute(port: int) -> str:

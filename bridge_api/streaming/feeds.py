@@ -321,8 +321,10 @@ class StreamHub:
         """LISTEN wf_jobs on the state database when it is PostgreSQL (its trigger notifies
         each row change); on SQLite the feeds' polls read the rows instead."""
         try:
-            store = prediction_store()
+            with self.app.app_context():  # joined from a streaming response: no context
+                store = prediction_store()
         except Exception:  # the state database is down: the feeds poll
+            log.warning("job read model notifications unavailable; the feeds poll")
             return
         if store.engine.dialect.name != "postgresql":
             return
