@@ -74,8 +74,12 @@ def load_owned_view(job_id: str) -> tuple[WorkflowSpec, JobSnapshot, list[Predic
     newest = max(record.runs.values(), key=lambda r: (r.created_at, r.run_id), default=None)
     owner = first.tags.get(t.USER) if first else None
     workflow = newest.tags.get(t.WORKFLOW) if newest else None
-    spec = owned_spec(job_id, owner, workflow)
-    return spec, snapshot_of(record, spec), predictions_of_record(record)
+    # The version the job was pinned to at its start is the one its runs name: read from
+    # the process's cache of versions, with no query for the pin.
+    pinned = catalog().stored_version(row.spec_version, workflow)
+    if pinned is None or owner != current_user():
+        pinned = owned_spec(job_id, owner, workflow)
+    return pinned, snapshot_of(record, pinned), predictions_of_record(record)
 
 
 def user_jobs_page(

@@ -121,6 +121,18 @@ class SpecCatalog:
                 return pinned
         return self.get(workflow_id)
 
+    def stored_version(self, digest: str | None, workflow_id: str | None) -> WorkflowSpec | None:
+        """The stored spec version `digest` of `workflow_id` (versions never change: cached
+        per process, no query once read), or None."""
+        if not digest or self._versions is None:
+            return None
+        try:
+            spec = self._versions().version(digest)
+        except Exception:
+            _log.exception("spec version %s could not be read", digest)
+            return None
+        return spec if spec is not None and spec.id == workflow_id else None
+
     def readable(self) -> dict[str, WorkflowSpec]:
         """The files, plus the newest stored version of each workflow whose file is gone."""
         files = self.all()
