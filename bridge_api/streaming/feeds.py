@@ -33,12 +33,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bridge_api.dagster_client.snapshots import JobSnapshot
 from bridge_api.jobs.read_model import predictions_of_record, read_row, snapshot_of
 from bridge_api.stores.predictions import prediction_store
 from bridge_api.streaming.events import Delivered, Event, format_event
 from bridge_api.streaming.readers import JobEvents, ProviderProgress
 from bridge_api.streaming.run_events import RunEventListener
 from wf_core.job_state import ACTIVE
+from wf_store.predictions import Prediction
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -50,8 +52,8 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 # Woken by notifications, a feed still reads Dagster at most this often: a burst of a
 # run's events is read in one poll.
 NOTIFIED_SPACING_SECONDS = 0.25
-# A feed woken by row changes still reads its runs' log lines at least this often.
-LOGS_AT_LEAST_SECONDS = 1.0
+# How long the row loop waits for a change before looking whether its feed stopped.
+ROW_WAIT_SECONDS = 1.0
 JOBS_CHANNEL = "wf_jobs"  # revision 0004's trigger: NOTIFY wf_jobs, '<job_id>'
 
 
@@ -81,9 +83,11 @@ class JobFeed:
         self.changed = threading.Condition()
         self.stopped = threading.Event()
         self.wake = threading.Event()  # a run of the job stored an event, or the feed stops
-        # The job's row changed (a checkpoint, a status, the provider's progress): read it
-        # now, without the spacing that gathers a burst of run events into one poll.
+        # The job's row changed (a checkpoint, a status, the provider's progress): the row
+        # loop reads it now, without the spacing that gathers a burst of run events.
         self.urgent = threading.Event()
+        self.lock = threading.Lock()  # one of the two loops appends at a time
+        self.seen: set = set()
         self.runs: frozenset[str] = frozenset()
 
     def start(self) -> None:
@@ -95,34 +99,23 @@ class JobFeed:
         app = self.hub.app
         with app.app_context():
             gateway = app.extensions["dagster"]
-            settings = app.extensions["retry_settings"]
             idle = app.config["STREAM_POLL_SECONDS"]
             active_poll = min(idle, app.config["STREAM_ACTIVE_POLL_SECONDS"])
-            events = JobEvents(gateway, self.spec)
-            provider = ProviderProgress(self.spec, self.job_id)
-            seen: set = set()
+            self.events = JobEvents(gateway, self.spec)
+            self.provider = ProviderProgress(self.spec, self.job_id)
+            threading.Thread(target=self._rows, name=f"feed-row-{self.job_id}", daemon=True).start()
             failures = 0
-            logs_read = 0.0
-            while not self.stopped.is_set():
-                # Woken by its row's change: send what the row says now, and leave the
-                # runs' log lines (a GraphQL request each) to the poll after, unless they
-                # were not read for a while.
-                urgent = self.urgent.is_set()
-                self.urgent.clear()
-                logs = not urgent or time.monotonic() - logs_read > LOGS_AT_LEAST_SECONDS
+            while not self.stopped.is_set() and not self.ended:
                 try:
-                    row = read_row(self.job_id)
-                    if row is not None:
-                        record = row.job_record()
-                        snapshot = snapshot_of(record, self.spec)
-                        rows = predictions_of_record(record)
-                    else:  # a job from before the read model
-                        snapshot = gateway.snapshot(self.job_id, {self.spec.id: self.spec})
-                        rows = None
-                    collected, end = events.collect(snapshot, settings, logs=logs)
-                    if logs:
-                        logs_read = time.monotonic()
-                    waiting = provider.poll(snapshot, rows)
+                    snapshot, rows = self._read()
+                    # The runs' log lines: a GraphQL request each, made outside the lock so
+                    # that a change of the job's row is never sent behind one.
+                    self.events.read_logs(snapshot.runs)
+                    with self.lock:
+                        if rows is not None:  # from the row: read afresh after the logs
+                            self._publish_row()
+                        else:
+                            self._publish(snapshot, rows)
                 except Exception as exc:  # Dagster slow or away: keep the watchers, retry
                     delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
                     failures += 1
@@ -131,23 +124,8 @@ class JobFeed:
                     self._sleep(delay)
                     continue
                 failures = 0
-                self.polls += 1
-                self.hub.track(self, {run.run_id for run in snapshot.runs})
-                new = sorted((e for e in collected if e.identity not in seen), key=_order)
-                seen.update(e.identity for e in new)
-                entries = [Entry(event=e) for e in new]
-                if waiting is not None:  # after the run's own lines: the step has started
-                    entries.append(Entry(level=waiting))
-                if end:
-                    self.hub.forget(self)  # a watcher arriving now starts a new feed
-                with self.changed:
-                    self.entries.extend(entries)
-                    self.ended = end
-                    self.changed.notify_all()
-                if end:
+                if self.ended:
                     return
-                if not logs:
-                    continue  # the log lines now
                 # Poll fast while a run is queued or running, slowly while a retry waits;
                 # when Dagster's notifications arrive, at their call (and slowly besides).
                 busy = any(run.status in ACTIVE for run in snapshot.runs)
@@ -157,13 +135,64 @@ class JobFeed:
                 else:
                     self._sleep(active_poll if busy else idle)
 
+    def _rows(self) -> None:
+        """Each change of the job's row (its NOTIFY) sent at once: the row alone, no
+        GraphQL; the runs' new log lines follow with the next poll."""
+        with self.hub.app.app_context():
+            while not self.stopped.is_set() and not self.ended:
+                if not self.urgent.wait(ROW_WAIT_SECONDS):
+                    continue
+                self.urgent.clear()
+                try:
+                    with self.lock:
+                        if not self.ended:
+                            self._publish_row()
+                except Exception as exc:  # the poll loop retries with its backoff
+                    log.warning("stream row read of job %s failed (%s)", self.job_id,
+                                type(exc).__name__)  # fmt: skip
+
+    def _read(self) -> tuple[JobSnapshot, list[Prediction] | None]:
+        """The job from its read-model row, else (a job from before it) from GraphQL."""
+        row = read_row(self.job_id)
+        if row is not None:
+            record = row.job_record()
+            return snapshot_of(record, self.spec), predictions_of_record(record)
+        gateway = self.hub.app.extensions["dagster"]
+        return gateway.snapshot(self.job_id, {self.spec.id: self.spec}), None
+
+    def _publish_row(self) -> None:
+        """The job's row read now, published (a job without one is left to the poll)."""
+        row = read_row(self.job_id)
+        if row is not None:
+            record = row.job_record()
+            self._publish(snapshot_of(record, self.spec), predictions_of_record(record))
+
+    def _publish(self, snapshot: JobSnapshot, rows: list[Prediction] | None) -> None:
+        """Append what is new in the job to the entries (under `lock`)."""
+        settings = self.hub.app.extensions["retry_settings"]
+        collected, end = self.events.collect(snapshot, settings, logs=False)
+        waiting = self.provider.poll(snapshot, rows)
+        self.polls += 1
+        self.hub.track(self, {run.run_id for run in snapshot.runs})
+        new = sorted((e for e in collected if e.identity not in self.seen), key=_order)
+        self.seen.update(e.identity for e in new)
+        entries = [Entry(event=e) for e in new]
+        if waiting is not None:  # after the run's own lines: the step has started
+            entries.append(Entry(level=waiting))
+        if end:
+            self.hub.forget(self)  # a watcher arriving now starts a new feed
+        with self.changed:
+            self.entries.extend(entries)
+            self.ended = self.ended or end
+            self.changed.notify_all()
+
     def _sleep(self, seconds: float, spacing: float = 0.0) -> None:
         """Until `seconds` pass or the feed is woken (never sooner than `spacing`: a burst
         of events is read in one poll)."""
-        if spacing and not self.stopped.is_set():
-            self.urgent.wait(spacing)
+        if spacing and self.stopped.wait(spacing):
+            return
         self.wake.wait(max(0.0, seconds - spacing))
-        self.wake.clear()  # `urgent` is cleared by the poll that it makes fast
+        self.wake.clear()
 
     def read(self, position: int, timeout: float) -> tuple[list[Entry], bool]:
         """The entries from `position` on, waiting up to `timeout` for one; and whether
@@ -299,7 +328,6 @@ class StreamHub:
             feeds = [self.feeds[j] for j in job_ids if j in self.feeds]
         for feed in feeds:
             feed.urgent.set()
-            feed.wake.set()
 
     def notified(self) -> bool:
         """Whether Dagster's run event notifications are arriving now."""

@@ -27,8 +27,9 @@ class JobEvents:
         self.progress: dict[str, list[tuple[int, dict]]] = {}
         self.ops = {spec.op_name(s.name): i for i, s in enumerate(spec.steps)}
 
-    def _read_logs(self, runs: list) -> None:
-        for run in runs:
+    def read_logs(self, runs: list) -> None:
+        """Read the new step logs of these runs (a GraphQL request per unfinished run)."""
+        for run in counted_runs(runs):
             if self.cursors.get(run.run_id) == "done":
                 continue
             lines = self.progress.setdefault(run.run_id, [])
@@ -50,11 +51,10 @@ class JobEvents:
         self, snapshot: JobSnapshot, settings, logs: bool = True
     ) -> tuple[list[Event], bool]:
         """Every event of the job so far, and whether the stream should end; without
-        `logs`, the runs' step logs are not read again (a row change is sent at once, the
-        log lines at the next poll)."""
+        `logs`, the runs' step logs are not read again (those read before are used)."""
         runs = list(reversed(counted_runs(snapshot.runs)))  # creation order
         if logs:
-            self._read_logs(runs)
+            self.read_logs(runs)
         events = []
         for index, run in enumerate(runs):
             for n, (when, data) in enumerate(self.progress.get(run.run_id, [])):
