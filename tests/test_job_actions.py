@@ -14,8 +14,9 @@ from bridge_api.cli.admin import run as admin_cli
 from bridge_api.jobs import bulk
 from tests.bridge_fakes import LaunchingGateway, bearer, bridge_app, execute
 from wf_core import tags as t
+from wf_core.job_record import JobRecord
 from wf_store.credits import CreditStore
-from wf_store.metrics import Fold, MetricsStore
+from wf_store.schema import jobs
 
 USER = "user-a"
 WORKFLOW = "img-edit-to-video"
@@ -123,14 +124,17 @@ def test_a_cancel_after_the_provider_finished_a_step_charges_that_step(app) -> N
 
 
 def indexed(app, job_id: str, status: str) -> None:
-    """The job's row in the job index, as the metrics sensor writes it (admins find jobs
-    there)."""
-    fold = Fold()
-    fold.jobs[job_id] = {
-        "workflow_id": WORKFLOW, "user_id": USER, "status": status, "error_type": None,
-        "failed_step": None, "attempt": 1, "run_id": None, "created_at": T0, "updated_at": T0,
+    """The job's row in the job read model (admins find jobs there; issue 23: it was the
+    metrics sensor's job index)."""
+    row = {
+        "job_id": job_id, "workflow_id": WORKFLOW, "user_id": USER, "status": status,
+        "error_type": None, "failed_step": None, "attempt": 1, "run_id": None,
+        "created_at": T0, "updated_at": T0, "version": 1,
+        "record": JobRecord(job_id).to_json(),
     }  # fmt: skip
-    MetricsStore(app.config["PREDICTION_STORE"]).apply(fold, T0)
+    with app.config["PREDICTION_STORE"].engine.begin() as conn:
+        conn.execute(jobs.delete().where(jobs.c.job_id == job_id))
+        conn.execute(jobs.insert().values(**row))
 
 
 def admin_by_service(app, action: str, job_id: str) -> None:
