@@ -218,10 +218,8 @@ class JobRows:
         if where.until is not None:
             conditions.append(c.created_at < where.until)
         if before is not None:
-            at, job_id = before
-            conditions.append(
-                sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.job_id < job_id))
-            )
+            # A row-value comparison: an index on (..., created_at, job_id) serves it.
+            conditions.append(sa.tuple_(c.created_at, c.job_id) < sa.tuple_(*before))
         query = (
             sa.select(jobs)
             .where(*conditions)
