@@ -146,7 +146,7 @@ class JobFeed:
                 try:
                     with self.lock:
                         if not self.ended:
-                            self._publish_row()
+                            self._publish_row(final=False)
                 except Exception as exc:  # the poll loop retries with its backoff
                     log.warning("stream row read of job %s failed (%s)", self.job_id,
                                 type(exc).__name__)  # fmt: skip
@@ -160,17 +160,25 @@ class JobFeed:
         gateway = self.hub.app.extensions["dagster"]
         return gateway.snapshot(self.job_id, {self.spec.id: self.spec}), None
 
-    def _publish_row(self) -> None:
-        """The job's row read now, published (a job without one is left to the poll)."""
+    def _publish_row(self, final: bool = True) -> None:
+        """The job's row read now, published (a job without one is left to the poll).
+        Not `final` (the row loop): a job that has ended is left to the poll loop, which
+        reads its runs' last log lines before it ends the feed."""
         row = read_row(self.job_id)
         if row is not None:
             record = row.job_record()
-            self._publish(snapshot_of(record, self.spec), predictions_of_record(record))
+            snapshot = snapshot_of(record, self.spec)
+            self._publish(snapshot, predictions_of_record(record), final)
 
-    def _publish(self, snapshot: JobSnapshot, rows: list[Prediction] | None) -> None:
+    def _publish(
+        self, snapshot: JobSnapshot, rows: list[Prediction] | None, final: bool = True
+    ) -> None:
         """Append what is new in the job to the entries (under `lock`)."""
         settings = self.hub.app.extensions["retry_settings"]
         collected, end = self.events.collect(snapshot, settings, logs=False)
+        if end and not final:
+            self.wake.set()
+            return
         waiting = self.provider.poll(snapshot, rows)
         self.polls += 1
         self.hub.track(self, {run.run_id for run in snapshot.runs})
