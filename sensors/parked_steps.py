@@ -6,6 +6,10 @@ Each tick, bounded whatever the number of parked jobs:
    `PollSettings.polls_per_tick` provider reads, in a few threads;
 3. hand off completed predictions: one continuation run each (run key = the intent id,
    queue priority above new jobs), at most `handoff_batch` per tick, the oldest first.
+   Each is claimed by compare-and-set first: the warm continuation worker
+   (sensors/continuations.py) continues most of them within a fraction of a second, and
+   this tick takes only what it left (a user at the fair-share cap, a worker that is down
+   or died, a stale hand-off after `handoff_stale_after`).
 The completions themselves are recorded by whoever saw them first (webhook receiver,
 this poller, the run that created them): the store's compare-and-set makes it once.
 """
@@ -124,7 +128,7 @@ def evaluate_parked(
     webhooks = predictions.webhook_url is not None and provider.sends_webhooks
     _cancel_requested(store, provider, settings.cancel_batch, context.log)
     poll_due(store, provider, settings, webhooks, now, context.log)
-    requests, handed = [], []
+    requests: list[dg.RunRequest] = []
     versions = SpecVersions(store)
     ready = store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after, now)
     for row in ready:
@@ -146,9 +150,9 @@ def evaluate_parked(
             store.abandon(row.id, f"its job cannot continue: {problem}")
             requests.append(end_job_request(current, row.job_id, parent, problem, store))
             continue
+        if not store.take_for_handoff(row, now):
+            continue  # the warm continuation worker (or another claimer) took it first
         requests.append(continuation_request(spec, row, parent))
-        handed.append(row.id)
-    store.hand_off(handed, now)
     if requests:
         context.log.info(f"handing off {len(requests)} completed predictions")
     return dg.SensorResult(run_requests=requests)
