@@ -193,11 +193,15 @@ def work_once(worker: ContinuationWorker, inbox: Inbox, now: float) -> None:
     then completions; a completion at a limit stays for a later try, for a while."""
     for run_id in list(inbox.launches):
         del inbox.launches[run_id]
+        began, cpu = time.time(), time.process_time()
         worker.execute_launched(run_id)
+        _dbg(f"launch {run_id} wall {time.time()-began:.3f} cpu {time.process_time()-cpu:.3f}")
     for intent_id, pending in list(inbox.completions.items()):
         if now - pending.tried < RETRY_EVERY_SECONDS:
             continue
+        began, cpu = time.time(), time.process_time()
         outcome = worker.continue_prediction(intent_id)
+        _dbg(f"cont {intent_id} {outcome} wall {time.time()-began:.3f} cpu {time.process_time()-cpu:.3f} late {began-pending.since:.3f}")
         pending.tried = worker.clock()
         if outcome != "later" or now - pending.since > RETRY_FOR_SECONDS:
             del inbox.completions[intent_id]
@@ -246,6 +250,11 @@ def serve() -> None:
             work_once(worker, inbox, time.time())
         except Exception:  # one failed piece of work must not stop the worker
             log.exception("continuation worker: work failed; its fallback path takes over")
+
+
+def _dbg(text: str) -> None:
+    with open("/tmp/fast_worker_timings.log", "a") as f:
+        f.write(f"{time.time():.3f} {text}\n")
 
 
 def _due(inbox: Inbox, now: float) -> bool:
