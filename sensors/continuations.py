@@ -30,6 +30,7 @@ What keeps every guarantee:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import select
@@ -138,7 +139,7 @@ class ContinuationWorker:
             tags=tags,
             asset_selection=request.asset_selection,
         )
-        log.info(f"continued prediction {intent_id} in run {result.run_id}")
+        log.info(f"prediction {intent_id} continued by run {result.run_id}")
         return "done"
 
     # -- runs handed over by the coordinator ------------------------------------------------
@@ -194,17 +195,24 @@ def work_once(worker: ContinuationWorker, inbox: Inbox, now: float) -> None:
     for run_id in list(inbox.launches):
         del inbox.launches[run_id]
         began, cpu = time.time(), time.process_time()
-        worker.execute_launched(run_id)
-        _dbg(f"launch {run_id} wall {time.time()-began:.3f} cpu {time.process_time()-cpu:.3f}")
+        taken = worker.execute_launched(run_id)
+        _log_work(f"run {run_id}", "executed" if taken else "not ours", began, cpu)
     for intent_id, pending in list(inbox.completions.items()):
         if now - pending.tried < RETRY_EVERY_SECONDS:
             continue
         began, cpu = time.time(), time.process_time()
         outcome = worker.continue_prediction(intent_id)
-        _dbg(f"cont {intent_id} {outcome} wall {time.time()-began:.3f} cpu {time.process_time()-cpu:.3f} late {began-pending.since:.3f}")
         pending.tried = worker.clock()
         if outcome != "later" or now - pending.since > RETRY_FOR_SECONDS:
             del inbox.completions[intent_id]
+        _log_work(f"prediction {intent_id}", outcome, began, cpu, began - pending.since)
+
+
+def _log_work(what: str, outcome: str, began: float, cpu: float, late: float = 0.0) -> None:
+    wall_ms, cpu_ms = (time.time() - began) * 1000, (time.process_time() - cpu) * 1000
+    log.info(
+        f"{what}: {outcome} in {wall_ms:.0f} ms ({cpu_ms:.0f} ms CPU, {late * 1000:.0f} ms late)"
+    )
 
 
 def serve() -> None:
@@ -215,6 +223,11 @@ def serve() -> None:
         log.error("the continuation worker needs a PostgreSQL state database; not started")
         sys.exit(2)
     specs = with_retired(load_specs(settings.specs_dir(config)), url)
+    # The code location, loaded once (as the zygote does): every run rebuilt from its
+    # origin finds it imported, with its definitions built.
+    location = importlib.import_module(config.code_location_module)
+    if hasattr(location, "defs"):
+        location.defs.get_repository_def()
     conn = listen(url)
     worker = ContinuationWorker(
         instance=dg.DagsterInstance.get(),
@@ -250,11 +263,6 @@ def serve() -> None:
             work_once(worker, inbox, time.time())
         except Exception:  # one failed piece of work must not stop the worker
             log.exception("continuation worker: work failed; its fallback path takes over")
-
-
-def _dbg(text: str) -> None:
-    with open("/tmp/fast_worker_timings.log", "a") as f:
-        f.write(f"{time.time():.3f} {text}\n")
 
 
 def _due(inbox: Inbox, now: float) -> bool:
