@@ -39,10 +39,14 @@ def notify(conn: Connection, channel: str, payload: str) -> None:
 
 
 def workers_listening(engine: Engine) -> int:
-    """How many warm workers hold a listening connection to this database now."""
+    """How many warm workers hold a listening connection to this database now (the
+    server's other databases have workers of their own)."""
     if not is_postgres(engine):
         return 0
-    query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = :name AND datname = current_database()"
+    )
     with engine.connect() as conn:
         return int(conn.execute(query, {"name": WORKER_APPLICATION_NAME}).scalar() or 0)
 
