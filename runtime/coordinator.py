@@ -8,7 +8,8 @@ the run at once, without the queue daemon's dequeue (~0.5 s) or a fork, if
 - a warm worker listens on the state database (wf_store/wakeups.py),
 - the job has no run in progress and its user fewer than the queue's per-user limit
   (the same tag limits the queue applies), and
-- fewer than `WARM_BACKLOG` runs already wait for a worker;
+- a worker is idle (fewer warm runs in progress than workers listening): a burst
+  beyond that goes to the queue, whose forked run workers run in parallel;
 otherwise it queues the run exactly as Dagster's QueuedRunCoordinator does.
 The launch is Dagster's own (`instance.launch_run`: the STARTING event); the prewarmed
 launcher sees the `wf/warm` tag and leaves the run to the worker, woken by a NOTIFY.
@@ -27,8 +28,8 @@ from wf_core import tags as t
 from wf_store.state_db import shared_engine
 from wf_store.wakeups import LAUNCH_CHANNEL, notify, workers_listening
 
-# Runs launched for a warm worker and not yet taken, beyond which new ones are queued.
-WARM_BACKLOG = 4
+# A run in the hands of a warm worker carries one of these (wf_core/tags.py).
+WARM_VALUES = ("launch", "taken", "continuation")
 IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
@@ -66,13 +67,6 @@ class WarmRunCoordinator(dg.QueuedRunCoordinator):
         if not getattr(self._instance.run_launcher, "leaves_warm_runs", False):
             return False  # another launcher would start the run itself as well
         instance = self._instance
-        if (
-            instance.get_runs_count(
-                dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING], tags={t.WARM: "launch"})
-            )
-            >= WARM_BACKLOG
-        ):
-            return False
         busy = dg.RunsFilter(tags={t.PARTITION: tags[t.JOB_ID]}, statuses=IN_PROGRESS)
         if instance.get_runs_count(busy) > 0:
             return False
@@ -82,6 +76,10 @@ class WarmRunCoordinator(dg.QueuedRunCoordinator):
             if instance.get_runs_count(mine) >= per_user:
                 return False
         try:
-            return workers_listening(shared_engine(settings.state_db_url())) > 0
+            workers = workers_listening(shared_engine(settings.state_db_url()))
         except Exception:  # the state database does not answer: the queue's path
             return False
+        # A worker executes one run at a time: a burst beyond the idle workers goes to the
+        # queue, whose forked run workers run in parallel.
+        warm = dg.RunsFilter(tags={t.WARM: list(WARM_VALUES)}, statuses=IN_PROGRESS)
+        return workers > 0 and instance.get_runs_count(warm) < workers
