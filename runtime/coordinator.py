@@ -67,7 +67,9 @@ class WarmRunCoordinator(dg.QueuedRunCoordinator):
         if not getattr(self._instance.run_launcher, "leaves_warm_runs", False):
             return False  # another launcher would start the run itself as well
         instance = self._instance
-        busy = dg.RunsFilter(tags={t.PARTITION: tags[t.JOB_ID]}, statuses=IN_PROGRESS)
+        # A queued run of the job is ahead of this one: it waits in line too.
+        queued = [*IN_PROGRESS, dg.DagsterRunStatus.QUEUED]
+        busy = dg.RunsFilter(tags={t.PARTITION: tags[t.JOB_ID]}, statuses=queued)
         if instance.get_runs_count(busy) > 0:
             return False
         per_user = _per_user_limit(self.get_run_queue_config().tag_concurrency_limits)

@@ -60,7 +60,6 @@ from wf_store.wakeups import COMPLETED_CHANNEL, LAUNCH_CHANNEL, listen, received
 
 log = logging.getLogger("wf.continuations")
 IN_PROGRESS = [
-    dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
@@ -98,9 +97,11 @@ class ContinuationWorker:
     # -- admission (the queue's own limits) -------------------------------------------------
 
     def admitted(self, job_id: str, user: str) -> bool:
-        """Whether a run of `job_id` for `user` may start now: no run of the job in progress,
-        and the user's runs in progress under the queue's per-user limit."""
-        busy = dg.RunsFilter(tags={t.PARTITION: job_id}, statuses=IN_PROGRESS)
+        """Whether a run of `job_id` for `user` may start now: no run of the job in progress
+        or queued, and the user's runs in progress under the queue's per-user limit."""
+        # A queued run of the job (a retry waiting for a slot) goes first.
+        queued = [*IN_PROGRESS, dg.DagsterRunStatus.QUEUED]
+        busy = dg.RunsFilter(tags={t.PARTITION: job_id}, statuses=queued)
         if self.instance.get_runs_count(busy) > 0:
             return False
         if self.per_user <= 0:
