@@ -30,11 +30,13 @@ from wf_core.clock import Clock
 from wf_core.polling import PollSettings, next_poll_at
 from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec, continuation_problem
-from wf_store.predictions import Prediction, PredictionStore
+from wf_store.predictions import COMPLETED, Prediction, PredictionStore
 from wf_store.spec_versions import SpecVersions
+from wf_store.wakeups import workers_listening
 
 PARKED_STEPS_SENSOR_NAME = "parked_steps_sensor"
 POLL_THREADS = 8
+WARM_GRACE_SECONDS = 2.0
 
 
 def _cancel_requested(store: PredictionStore, provider: ModelProvider, batch: int, log) -> None:
@@ -131,7 +133,12 @@ def evaluate_parked(
     requests: list[dg.RunRequest] = []
     versions = SpecVersions(store)
     ready = store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after, now)
+    # A warm continuation worker was woken for each completion: it gets the first
+    # `WARM_GRACE_SECONDS` (then this tick takes what it left: a limit, a busy worker).
+    fresh = now - WARM_GRACE_SECONDS if ready and workers_listening(store.engine) else None
     for row in ready:
+        if fresh is not None and row.state == COMPLETED and (row.completed_at or 0) > fresh:
+            continue
         current = specs.get(row.workflow_id)
         if current is None:
             # Never thrown away: a paid output waits (its row stays `completed`) until a
