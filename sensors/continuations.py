@@ -78,7 +78,11 @@ class Pending:
     """Work this worker was woken for and could not do yet (a limit was reached)."""
 
     since: float
-    tried: float = 0.0
+    tried: float | None = None
+
+    def due(self, now: float) -> bool:
+        """Whether it is time for the (next) try."""
+        return self.tried is None or now - self.tried >= RETRY_EVERY_SECONDS
 
 
 @dataclass
@@ -196,14 +200,22 @@ def work_once(worker: ContinuationWorker, inbox: Inbox, now: float) -> None:
     for run_id in list(inbox.launches):
         del inbox.launches[run_id]
         began, cpu = time.time(), time.process_time()
-        taken = worker.execute_launched(run_id)
+        try:
+            taken = worker.execute_launched(run_id)
+        except Exception:  # the run stays STARTING: a sweep, or the crash detector, has it
+            log.exception(f"run {run_id}: not executed")
+            continue
         _log_work(f"run {run_id}", "executed" if taken else "not ours", began, cpu)
     for intent_id, pending in list(inbox.completions.items()):
-        if now - pending.tried < RETRY_EVERY_SECONDS:
+        if not pending.due(now):
             continue
         began, cpu = time.time(), time.process_time()
-        outcome = worker.continue_prediction(intent_id)
-        pending.tried = worker.clock()
+        pending.tried = now
+        try:
+            outcome = worker.continue_prediction(intent_id)
+        except Exception:  # the state database or Dagster's storage did not answer
+            log.exception(f"prediction {intent_id}: not continued; tried again shortly")
+            outcome = "later"
         if outcome != "later" or now - pending.since > RETRY_FOR_SECONDS:
             del inbox.completions[intent_id]
         _log_work(f"prediction {intent_id}", outcome, began, cpu, began - pending.since)
@@ -267,7 +279,7 @@ def serve() -> None:
 
 
 def _due(inbox: Inbox, now: float) -> bool:
-    return any(now - p.tried >= RETRY_EVERY_SECONDS for p in inbox.completions.values())
+    return any(p.due(now) for p in inbox.completions.values())
 
 
 def _advisory(conn: Any, function: str, key: str) -> bool:
