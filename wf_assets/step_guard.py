@@ -27,7 +27,10 @@ def _stop(instance: dg.DagsterInstance, run_id: str, reason: str, message: str, 
 
 
 def _terminated(run: dg.DagsterRun) -> bool:
-    return run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+    # Only a run of the warm worker: any other run's worker is interrupted by the launcher
+    # (and ends CANCELED), as before.
+    terminal = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+    return t.WARM in run.tags and run.status in terminal
 
 
 def check_run_may_proceed(
