@@ -28,8 +28,6 @@ from wf_core import tags as t
 from wf_store.state_db import shared_engine
 from wf_store.wakeups import LAUNCH_CHANNEL, notify, workers_listening
 
-# A run in the hands of a warm worker carries one of these (wf_core/tags.py).
-WARM_VALUES = ("launch", "taken", "continuation")
 IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
@@ -83,5 +81,5 @@ class WarmRunCoordinator(dg.QueuedRunCoordinator):
             return False
         # A worker executes one run at a time: a burst beyond the idle workers goes to the
         # queue, whose forked run workers run in parallel.
-        warm = dg.RunsFilter(tags={t.WARM: list(WARM_VALUES)}, statuses=IN_PROGRESS)
+        warm = dg.RunsFilter(tags={t.WARM: list(t.WARM_VALUES)}, statuses=IN_PROGRESS)
         return workers > 0 and instance.get_runs_count(warm) < workers

@@ -118,6 +118,20 @@ def continuation_request(
     )
 
 
+def _warm_worker_idle(instance: dg.DagsterInstance, store: PredictionStore) -> bool:
+    """Whether a warm continuation worker listens and has no run in hand."""
+    workers = workers_listening(store.engine)
+    if workers == 0:
+        return False
+    statuses = [
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    warm = dg.RunsFilter(tags={t.WARM: list(t.WARM_VALUES)}, statuses=statuses)
+    return instance.get_runs_count(warm) < workers
+
+
 def evaluate_parked(
     context: dg.SensorEvaluationContext,
     specs: dict[str, WorkflowSpec],
@@ -133,9 +147,11 @@ def evaluate_parked(
     requests: list[dg.RunRequest] = []
     versions = SpecVersions(store)
     ready = store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after, now)
-    # A warm continuation worker was woken for each completion: it gets the first
-    # `WARM_GRACE_SECONDS` (then this tick takes what it left: a limit, a busy worker).
-    fresh = now - WARM_GRACE_SECONDS if ready and workers_listening(store.engine) else None
+    # An idle warm continuation worker was woken for each completion: it gets the first
+    # `WARM_GRACE_SECONDS` (then this tick takes what it left: a limit reached). A busy
+    # one (a burst) would make them wait: this tick takes them to the queue at once.
+    idle = bool(ready) and _warm_worker_idle(context.instance, store)
+    fresh = now - WARM_GRACE_SECONDS if idle else None
     for row in ready:
         if fresh is not None and row.state == COMPLETED and (row.completed_at or 0) > fresh:
             continue

@@ -35,6 +35,7 @@ WORKER = "wf/worker"
 # The launcher does not signal such a run's process to cancel it: its steps stop at
 # their next start (wf_assets/step_guard.py).
 WARM = "wf/warm"
+WARM_VALUES = ("continuation", "launch", "taken")
 
 # The cancel mark: an asset observation on the job's first step whose text has this.
 CANCEL_MARKER = "(wf/cancelled)"
