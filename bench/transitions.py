@@ -320,6 +320,12 @@ def analyse(bench: BenchStack, spec: WorkflowSpec, jobs: list[Job]) -> dict:
     }  # fmt: skip
 
 
+def cpu_by_process(bench: BenchStack) -> dict[str, float]:
+    """CPU-seconds so far of each of the stack's process trees, by name (and the bridge)."""
+    names = [*bench.stack.procs, "bridge"]
+    return {name: tree_cpu_seconds([pid]) for name, pid in zip(names, bench.roots, strict=False)}
+
+
 def run_bench(args: argparse.Namespace) -> dict:
     """Start the stack, measure idle, run the jobs, compute the figures."""
     spec = load_specs()[WORKFLOW_ID]
@@ -332,13 +338,17 @@ def run_bench(args: argparse.Namespace) -> dict:
             tree_cpu_seconds(pg_roots),
             time.time(),
         )
+        by0 = cpu_by_process(bench)
         time.sleep(args.idle)
         idle_seconds = time.time() - idle_start
         idle_stack = (tree_cpu_seconds(bench.roots) - stack0) / idle_seconds
         idle_pg = (tree_cpu_seconds(pg_roots) - pg0) / idle_seconds
+        idle_by = {n: (cpu - by0[n]) / idle_seconds for n, cpu in cpu_by_process(bench).items()}
         stack0, pg0, began = tree_cpu_seconds(bench.roots), tree_cpu_seconds(pg_roots), time.time()
+        by0 = cpu_by_process(bench)
         jobs = run_jobs(args, bench, spec)
         wall = time.time() - began
+        by_process = {n: cpu - by0[n] for n, cpu in cpu_by_process(bench).items()}
         stack_cpu = tree_cpu_seconds(bench.roots) - stack0
         pg_cpu = tree_cpu_seconds(pg_roots) - pg0
         completed = [job for job in jobs if job.status == "completed"]
@@ -364,6 +374,11 @@ def run_bench(args: argparse.Namespace) -> dict:
             "cpu_s_per_job_postgres": round(pg_cpu / n, 3),
             "cpu_s_per_job_stack_net_of_idle": round((stack_cpu - idle_stack * wall) / n, 3),
             "cpu_s_per_job_postgres_net_of_idle": round((pg_cpu - idle_pg * wall) / n, 3),
+            "cpu_s_per_job_by_process_net_of_idle": {
+                name: round((cpu - idle_by[name] * wall) / n, 3)
+                for name, cpu in by_process.items()
+            },
+            "idle_cpu_per_s_by_process": {name: round(v, 3) for name, v in idle_by.items()},
             "idle_cpu_per_s_stack": round(idle_stack, 3),
             "idle_cpu_per_s_postgres": round(idle_pg, 3),
             "wall_s": round(wall, 1),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -124,6 +125,23 @@ def compute_logs_config(home: Path) -> dict[str, Any]:
     return _class_config(NOOP_COMPUTE_LOG_MANAGER)
 
 
+def warm_worker_enabled(pg_url: str | None, env: Mapping[str, str] | None = None) -> bool:
+    """Whether runs may go to the warm continuation worker (sensors/continuations.py): it
+    needs PostgreSQL (NOTIFY) and the prewarmed launcher, and CONTINUATION_WORKER on."""
+    config = EngineSettings.from_env(env)
+    return (
+        bool(pg_url) and config.continuation_worker == "on" and config.run_launcher == "prewarmed"
+    )
+
+
+def run_coordinator_class(pg_url: str | None) -> tuple[str, str]:
+    """Dagster's queue; with the warm worker, the queue that hands runs its limits allow to
+    the worker at once (runtime/coordinator.py)."""
+    if warm_worker_enabled(pg_url):
+        return ("runtime.coordinator", "WarmRunCoordinator")
+    return QUEUED_RUN_COORDINATOR
+
+
 def _class_config(module_and_class: tuple[str, str]) -> dict[str, Any]:
     """dagster.yaml's way to name a class: its module and its name."""
     module, name = module_and_class
@@ -147,7 +165,7 @@ def instance_config(home: Path, pg_url: str | None) -> dict[str, Any]:
         # Every process that writes to the instance keeps the job read model current.
         "instance_class": {"module": "runtime.read_model", "class": "ProjectingInstance"},
         "run_coordinator": {
-            **_class_config(QUEUED_RUN_COORDINATOR),
+            **_class_config(run_coordinator_class(pg_url)),
             "config": {
                 "max_concurrent_runs": max_runs,
                 "dequeue_interval_seconds": DEQUEUE_INTERVAL_SECONDS,

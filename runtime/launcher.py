@@ -85,12 +85,21 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             self._zygotes[key] = zygote
         return zygote
 
+    # The run coordinator (runtime/coordinator.py) may hand runs to the warm worker.
+    leaves_warm_runs = True
+
     def launch_run(self, context: LaunchRunContext) -> None:
-        """Hand the run to its code location's zygote, which forks its worker."""
+        """Hand the run to its code location's zygote, which forks its worker (a run the
+        coordinator handed to the warm continuation worker is left to it)."""
         run = context.dagster_run
         # Who launches it: if this process dies before a worker takes the run up, the
         # crash detector sees a STARTING run whose launcher is gone (sensors/crash_detector).
         self._instance.add_run_tags(run.run_id, {t.LAUNCHER: worker_identity()})
+        if run.tags.get(t.WARM) == "launch":
+            self._instance.report_engine_event(
+                "Handed to the warm continuation worker.", run, cls=self.__class__
+            )
+            return
         request = {
             "run_id": run.run_id,
             "instance_ref": dg.serialize_value(self._instance.get_ref()),
@@ -122,6 +131,10 @@ class PrewarmedRunLauncher(RunLauncher, ConfigurableClass):
             self._instance.report_run_canceled(run, message="Terminated before its worker started")
             return True
         self._instance.report_run_canceling(run)
+        if run.tags.get(t.WARM):
+            # Its process is the warm worker, which runs other jobs too: never signalled.
+            # The run stops at its next step boundary (wf_assets/step_guard.py).
+            return True
         interrupted = identity is not None and bool(worker_alive(identity))
         if interrupted:
             assert identity is not None

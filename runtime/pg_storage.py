@@ -79,12 +79,50 @@ def _args(config_value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class PooledPostgresRunStorage(PostgresRunStorage):
+class _SchemaChecksOnce:
+    """Dagster asks the database whether a migration's columns exist on every read of
+    runs (`get_run_records` reflects the runs table: three catalog queries each time, 15 of
+    a continuation run's ~280 statements). A column that exists stays: a True answer is
+    kept for the life of the process (a `dagster instance migrate` restarts it anyway)."""
+
+    _known: set[str]
+
+    def _once(self, name: str, check: Any) -> bool:
+        known = self.__dict__.setdefault("_known", set())
+        if name in known:
+            return True
+        found = bool(check())
+        if found:
+            known.add(name)
+        return found
+
+
+class PooledPostgresRunStorage(_SchemaChecksOnce, PostgresRunStorage):
     """Run storage on a small connection pool."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _pool(self)
+
+    def has_run_stats_index_cols(self) -> bool:
+        """Whether the runs table has its start/end time columns (asked once)."""
+        return self._once("run_stats", super().has_run_stats_index_cols)
+
+    def has_bulk_actions_selector_cols(self) -> bool:
+        """Whether the bulk actions table has its selector column (asked once)."""
+        return self._once("bulk_selector", super().has_bulk_actions_selector_cols)
+
+    def has_backfill_id_column(self) -> bool:
+        """Whether the runs table has its backfill id column (asked once)."""
+        return self._once("backfill_id", super().has_backfill_id_column)
+
+    def has_bulk_action_job_name_column(self) -> bool:
+        """Whether the bulk actions table has its job name column (asked once)."""
+        return self._once("bulk_job_name", super().has_bulk_action_job_name_column)
+
+    def has_backfill_tags_table(self) -> bool:
+        """Whether the backfill tags table exists (asked once)."""
+        return self._once("backfill_tags", super().has_backfill_tags_table)
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> PooledPostgresRunStorage:
@@ -92,12 +130,17 @@ class PooledPostgresRunStorage(PostgresRunStorage):
         return cls(inst_data=inst_data, **_args(config_value))
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(_SchemaChecksOnce, PostgresEventLogStorage):
     """Event log storage on a small connection pool."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _pool(self)
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        """Whether the asset key table has this column (asked once per column)."""
+        check = super().has_asset_key_col
+        return self._once(f"asset_key.{column_name}", lambda: check(column_name))
 
     @classmethod
     def from_config_value(

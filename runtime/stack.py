@@ -1,4 +1,5 @@
-"""A local Dagster stack (webserver + daemon as subprocesses) for tests, benches and the demo."""
+"""A local Dagster stack (webserver + daemon as subprocesses, and on PostgreSQL the warm
+continuation worker) for tests, benches and the demo."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +17,7 @@ import dagster as dg
 import httpx
 from dagster_graphql import DagsterGraphQLClient
 
-from runtime.instance import write_instance_yaml
+from runtime.instance import warm_worker_enabled, write_instance_yaml
 from wf_core import settings
 from wf_core.job_ids import JOBS_PARTITIONS_NAME
 from wf_core.job_state import FINISHED
@@ -24,6 +26,7 @@ from wf_core.specs import WorkflowSpec
 from wf_core.tags import job_tags
 from wf_store.migrations import upgrade
 from wf_store.state_db import engine_for
+from wf_store.wakeups import workers_listening
 
 BIN_DIR = Path(sys.executable).parent
 LOCATION_NAME = "workflows"
@@ -158,12 +161,28 @@ class DagsterStack:
             ],
         )
         self._spawn("daemon", [str(BIN_DIR / "dagster-daemon"), "run", *workspace])
+        if self.warm_worker:
+            self._spawn("continuations", [sys.executable, "-m", "sensors.continuations"])
         try:
             self._wait_ready(started)
         except BaseException:
             self.stop()
             raise
         return self
+
+    @property
+    def warm_worker(self) -> bool:
+        """Whether this stack runs the warm continuation worker (PostgreSQL only)."""
+        return warm_worker_enabled(self.env.get("DAGSTER_PG_URL"), self.env)
+
+    def _worker_listening(self, _started: float = 0.0) -> bool:
+        engine = engine_for(self.state_db_url)
+        try:
+            return workers_listening(engine) > 0
+        except Exception:
+            return False
+        finally:
+            engine.dispose()
 
     def workspace_file(self) -> Path:
         """The webserver's and the daemon's workspace: the one shared code server."""
@@ -194,7 +213,8 @@ class DagsterStack:
 
     def kill(self, name: str) -> None:
         """SIGKILL one process group we started ("webserver", "daemon" with its run
-        workers, or "codeserver"): a host crash, for drills and tests."""
+        workers, "codeserver", or "continuations", the warm worker): a host crash, for
+        drills and tests."""
         self.signal(name, signal.SIGKILL)
 
     def signal(self, name: str, sig: signal.Signals, grace: float = 30.0) -> None:
@@ -217,7 +237,11 @@ class DagsterStack:
             # themselves, and either may be down at this moment (a deploy).
             self._wait_code_server(started)
             return
-        ready = self._daemon_heartbeating if name == "daemon" else lambda _: self._location_loaded()
+        checks: dict[str, Callable[[float], bool]] = {
+            "daemon": self._daemon_heartbeating,
+            "continuations": self._worker_listening,
+        }
+        ready = checks.get(name, lambda _: self._location_loaded())
         deadline = started + self.timeout
         while not ready(started):
             if self.procs[name].poll() is not None or time.time() > deadline:
@@ -241,17 +265,18 @@ class DagsterStack:
     def _wait_ready(self, started: float) -> None:
         deadline = started + self.timeout
         web_ready = daemon_ready = False
-        while not (web_ready and daemon_ready):
+        worker_ready = "continuations" not in self.procs
+        while not (web_ready and daemon_ready and worker_ready):
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     self._fail(f"{name} exited with code {proc.returncode}")
             if time.time() > deadline:
-                waiting = [
-                    n for n, ok in (("webserver", web_ready), ("daemon", daemon_ready)) if not ok
-                ]
+                states = (("webserver", web_ready), ("daemon", daemon_ready))
+                waiting = [n for n, ok in (*states, ("continuations", worker_ready)) if not ok]
                 self._fail(f"timed out after {self.timeout:.0f}s waiting for {', '.join(waiting)}")
             web_ready = web_ready or self._location_loaded()
             daemon_ready = daemon_ready or self._daemon_heartbeating(started)
+            worker_ready = worker_ready or self._worker_listening()
             time.sleep(0.25)
 
     def _location_loaded(self) -> bool:

@@ -6,6 +6,10 @@ Each tick, bounded whatever the number of parked jobs:
    `PollSettings.polls_per_tick` provider reads, in a few threads;
 3. hand off completed predictions: one continuation run each (run key = the intent id,
    queue priority above new jobs), at most `handoff_batch` per tick, the oldest first.
+   Each is claimed by compare-and-set first: the warm continuation worker
+   (sensors/continuations.py) continues most of them within a fraction of a second, and
+   this tick takes only what it left (a user at the fair-share cap, a worker that is down
+   or died, a stale hand-off after `handoff_stale_after`).
 The completions themselves are recorded by whoever saw them first (webhook receiver,
 this poller, the run that created them): the store's compare-and-set makes it once.
 """
@@ -26,11 +30,13 @@ from wf_core.clock import Clock
 from wf_core.polling import PollSettings, next_poll_at
 from wf_core.run_config import config_for_steps
 from wf_core.specs import WorkflowSpec, continuation_problem
-from wf_store.predictions import Prediction, PredictionStore
+from wf_store.predictions import COMPLETED, Prediction, PredictionStore
 from wf_store.spec_versions import SpecVersions
+from wf_store.wakeups import workers_listening
 
 PARKED_STEPS_SENSOR_NAME = "parked_steps_sensor"
 POLL_THREADS = 8
+WARM_GRACE_SECONDS = 2.0
 
 
 def _cancel_requested(store: PredictionStore, provider: ModelProvider, batch: int, log) -> None:
@@ -112,6 +118,20 @@ def continuation_request(
     )
 
 
+def _warm_worker_idle(instance: dg.DagsterInstance, store: PredictionStore) -> bool:
+    """Whether a warm continuation worker listens and has no run in hand."""
+    workers = workers_listening(store.engine)
+    if workers == 0:
+        return False
+    statuses = [
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    warm = dg.RunsFilter(tags={t.WARM: list(t.WARM_VALUES)}, statuses=statuses)
+    return instance.get_runs_count(warm) < workers
+
+
 def evaluate_parked(
     context: dg.SensorEvaluationContext,
     specs: dict[str, WorkflowSpec],
@@ -124,10 +144,17 @@ def evaluate_parked(
     webhooks = predictions.webhook_url is not None and provider.sends_webhooks
     _cancel_requested(store, provider, settings.cancel_batch, context.log)
     poll_due(store, provider, settings, webhooks, now, context.log)
-    requests, handed = [], []
+    requests: list[dg.RunRequest] = []
     versions = SpecVersions(store)
     ready = store.ready_for_handoff(settings.handoff_batch, settings.handoff_stale_after, now)
+    # An idle warm continuation worker was woken for each completion: it gets the first
+    # `WARM_GRACE_SECONDS` (then this tick takes what it left: a limit reached). A busy
+    # one (a burst) would make them wait: this tick takes them to the queue at once.
+    idle = bool(ready) and _warm_worker_idle(context.instance, store)
+    fresh = now - WARM_GRACE_SECONDS if idle else None
     for row in ready:
+        if fresh is not None and row.state == COMPLETED and (row.completed_at or 0) > fresh:
+            continue
         current = specs.get(row.workflow_id)
         if current is None:
             # Never thrown away: a paid output waits (its row stays `completed`) until a
@@ -146,9 +173,9 @@ def evaluate_parked(
             store.abandon(row.id, f"its job cannot continue: {problem}")
             requests.append(end_job_request(current, row.job_id, parent, problem, store))
             continue
+        if not store.take_for_handoff(row, now):
+            continue  # the warm continuation worker (or another claimer) took it first
         requests.append(continuation_request(spec, row, parent))
-        handed.append(row.id)
-    store.hand_off(handed, now)
     if requests:
         context.log.info(f"handing off {len(requests)} completed predictions")
     return dg.SensorResult(run_requests=requests)

@@ -321,3 +321,24 @@ def test_engine_settings_reach_their_consumers(clean_env, tmp_path: Path) -> Non
     assert settings.state_db_url(tmp_path, {"WF_STATE_DB_URL": "sqlite:///x.db"}) == (
         "sqlite:///x.db"
     )
+
+
+def test_continuation_worker_reaches_the_coordinator_and_the_stack(
+    clean_env, tmp_path: Path
+) -> None:
+    """CONTINUATION_WORKER (on by default) picks the run coordinator that hands runs to the
+    warm worker, on PostgreSQL with the prewarmed launcher only; off, Dagster's queue."""
+    pg = "postgresql://postgres@127.0.0.1:5432/x"
+    assert EngineSettings.from_env({}).continuation_worker == "on"
+    warm = instance.instance_config(tmp_path, pg)["run_coordinator"]
+    assert (warm["module"], warm["class"]) == ("runtime.coordinator", "WarmRunCoordinator")
+    assert instance.instance_config(tmp_path, None)["run_coordinator"]["class"] == (
+        "QueuedRunCoordinator"
+    )
+    assert instance.warm_worker_enabled(pg, {})
+    assert not instance.warm_worker_enabled(None, {})
+    assert not instance.warm_worker_enabled(pg, {"RUN_LAUNCHER": "celery"})
+    clean_env.setenv("CONTINUATION_WORKER", "OFF")
+    assert not instance.warm_worker_enabled(pg)
+    off = instance.instance_config(tmp_path, pg)["run_coordinator"]
+    assert off["class"] == "QueuedRunCoordinator"

@@ -26,6 +26,13 @@ def _stop(instance: dg.DagsterInstance, run_id: str, reason: str, message: str, 
     return dg.Failure(description=message, metadata={"stopped": reason}, allow_retries=False)
 
 
+def _terminated(run: dg.DagsterRun) -> bool:
+    # Only a run of the warm worker: any other run's worker is interrupted by the launcher
+    # (and ends CANCELED), as before.
+    terminal = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+    return t.WARM in run.tags and run.status in terminal
+
+
 def check_run_may_proceed(
     instance: dg.DagsterInstance, spec: WorkflowSpec, job_id: str, run_id: str, step: str
 ) -> None:
@@ -33,6 +40,10 @@ def check_run_may_proceed(
     if is_cancelled(instance, spec, job_id):
         raise _stop(instance, run_id, "cancelled", f"Job cancelled: {step} not started")
     records = instance.get_run_records(filters=dg.RunsFilter(tags={t.PARTITION: job_id}))
+    if any(r.dagster_run.run_id == run_id and _terminated(r.dagster_run) for r in records):
+        # Terminated (Dagster's UI, the bridge) while it ran in the warm worker, whose
+        # process is never signalled: it stops at this step boundary.
+        raise _stop(instance, run_id, "cancelled", f"Run terminated: {step} not started")
     winner = duplicate_of([run_view(record) for record in records], run_id)
     if winner is not None:
         message = f"Duplicate launch of attempt {winner.attempt}: run {winner.run_id} runs it"

@@ -225,6 +225,11 @@ class EngineSettings(SharedSettings):
     )
     poll_max_per_second: Seconds = setting(20.0, "cap on provider reads by the poller")
     handoff_batch: Count = setting(40, "continuation runs requested per sensor tick")
+    continuation_worker: OnOff = setting(
+        "on",
+        "the warm continuation worker (`python -m sensors.continuations`, PostgreSQL only) "
+        "continues completed predictions and takes runs the queue's limits allow at once",
+    )
     owner_check_interval_seconds: Seconds = setting(15.0, "the owner check: how often")
     owner_check_batch: Count = setting(500, "the owner check: open jobs read per tick")
     owner_check_grace_seconds: Wait = setting(

@@ -29,6 +29,13 @@ RETRY_DONE = "done"
 RETRY_EXHAUSTED = "exhausted"
 
 WORKER = "wf/worker"
+# A run executed in the warm continuation worker (sensors/continuations.py), never in a
+# process of its own: "continuation" (it continues a completed prediction), "launch" (the
+# run coordinator handed it over, no worker has taken it yet), "taken" (a worker has).
+# The launcher does not signal such a run's process to cancel it: its steps stop at
+# their next start (wf_assets/step_guard.py).
+WARM = "wf/warm"
+WARM_VALUES = ("continuation", "launch", "taken")
 
 # The cancel mark: an asset observation on the job's first step whose text has this.
 CANCEL_MARKER = "(wf/cancelled)"

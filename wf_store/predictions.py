@@ -15,7 +15,8 @@ hand-off sensor and a run never act on one prediction twice:
 - `creating`: intent recorded, the create call may or may not have reached the provider.
 - `parked`: the provider works on it; no process waits for it.
 - `completed`: the provider reported a terminal status (webhook, poll, or create answer).
-- `handed_off`: a continuation run was requested for it (run key = the intent id).
+- `handed_off`: one claimer (the warm continuation worker or the parked-steps sensor)
+  took its continuation, by compare-and-set (`take_for_handoff`).
 - `consuming`: a run is storing its output (or raising its failure).
 - `consumed` / `abandoned`: final.
 
@@ -42,6 +43,7 @@ from wf_core.job_ids import new_job_id
 from wf_store.job_rows import project_predictions
 from wf_store.schema import predictions, webhook_events
 from wf_store.state_db import engine_for, open_state_db
+from wf_store.wakeups import COMPLETED_CHANNEL, is_postgres, notify
 
 CREATING = "creating"
 PARKED = "parked"
@@ -311,19 +313,27 @@ class PredictionStore:
                 .order_by(webhook_events.c.received_at)
             ).all()
         for (body,) in early:
-            self.apply_provider_update(json.loads(body), "webhook", intent_id=intent_id)
+            # The creating run goes on to consume it: no continuation to wake.
+            self.apply_provider_update(json.loads(body), "webhook", intent_id, wake=False)
         found = self.get(intent_id)
         assert found is not None
         return found
 
     def apply_provider_update(
-        self, prediction: Mapping[str, Any], source: str, intent_id: str | None = None
+        self,
+        prediction: Mapping[str, Any],
+        source: str,
+        intent_id: str | None = None,
+        wake: bool = True,
     ) -> bool:
         """A provider's view of a prediction (webhook body or poll answer); True if it moved.
 
         A terminal status completes a row that is parked (or still creating, when the
         webhook beat the create's answer); a running status only updates the status and
         progress of a parked row. Anything else (an older or repeated view) is a no-op.
+        A completion wakes the warm continuation worker (NOTIFY, in the same transaction)
+        unless the run that created it sees it (`source` "run", or `wake` False): that run
+        consumes it itself.
         """
         prediction_id = str(prediction.get("id") or "")
         status = str(prediction.get("status") or "")
@@ -358,10 +368,18 @@ class PredictionStore:
             allowed = (PARKED,)
         else:
             return False
+        update = (
+            predictions.update().where(match, predictions.c.state.in_(allowed)).values(**values)
+        )
         with self.engine.begin() as conn:
-            result = conn.execute(
-                predictions.update().where(match, predictions.c.state.in_(allowed)).values(**values)
-            )
+            if status in TERMINAL_STATUSES and wake and source != "run" and is_postgres(conn):
+                moved = list(conn.execute(update.returning(predictions.c.id)).scalars())
+                if moved:
+                    _project(conn, predictions.c.id.in_(moved))
+                for moved_id in moved:
+                    notify(conn, COMPLETED_CHANNEL, moved_id)
+                return bool(moved)
+            result = conn.execute(update)
             if result.rowcount:
                 _project(conn, predictions.c.prediction_id == prediction_id)
         return bool(result.rowcount)
@@ -422,6 +440,27 @@ class PredictionStore:
                 .values(state=HANDED_OFF, handed_off_at=now, updated_at=now)
             )
             _project(conn, predictions.c.id.in_(ids))
+
+    def take_for_handoff(self, row: Prediction, now: float | None = None) -> bool:
+        """Claim one continuation of `row` as read (`completed`, or a stale `handed_off`):
+        a compare-and-set from that very state, so of two claimers (the warm worker, the
+        parked-steps sensor, a second worker) exactly one continues it."""
+        now = self.clock() if now is None else now
+        if row.state not in (COMPLETED, HANDED_OFF):
+            return False
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                predictions.update()
+                .where(
+                    predictions.c.id == row.id,
+                    predictions.c.state == row.state,
+                    predictions.c.handed_off_at.is_not_distinct_from(row.handed_off_at),
+                )
+                .values(state=HANDED_OFF, handed_off_at=now, updated_at=now)
+            )
+            if result.rowcount:
+                _project(conn, predictions.c.id == row.id)
+        return bool(result.rowcount)
 
     def claim(self, intent_id: str, run_id: str) -> Prediction | None:
         """A run takes a completed prediction to store its output; None if it may not.
