@@ -202,7 +202,12 @@ async def read_status(port: int, job_id: str, stop: asyncio.Event) -> list[float
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         while not stop.is_set():
             started = time.perf_counter()
-            answer = await client.get(f"/workflows/execution/{job_id}")
+            try:
+                answer = await client.get(f"/workflows/execution/{job_id}")
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the server closed while we waited: once more,
+                # timed from the first attempt.
+                answer = await client.get(f"/workflows/execution/{job_id}")
             latencies.append((time.perf_counter() - started) * 1000)
             if answer.status_code != 200:
                 raise RuntimeError(f"status read answered {answer.status_code}")
