@@ -5,6 +5,8 @@ Configured in dagster.yaml (runtime.instance) as `run_coordinator` with the queu
 config, when the state database is PostgreSQL and CONTINUATION_WORKER is on. On a
 submit (the bridge's first run of a job, a retry, a fallback continuation) it launches
 the run at once, without the queue daemon's dequeue (~0.5 s) or a fork, if
+- no run waits in the queue (a burst keeps its order, behind the queued runs; the submit
+  costs one query),
 - a warm worker listens on the state database (wf_store/wakeups.py),
 - the job has no run in progress and its user fewer than the queue's per-user limit
   (the same tag limits the queue applies), and
@@ -65,16 +67,10 @@ class WarmRunCoordinator(dg.QueuedRunCoordinator):
         if not getattr(self._instance.run_launcher, "leaves_warm_runs", False):
             return False  # another launcher would start the run itself as well
         instance = self._instance
-        # A queued run of the job is ahead of this one: it waits in line too.
-        queued = [*IN_PROGRESS, dg.DagsterRunStatus.QUEUED]
-        busy = dg.RunsFilter(tags={t.PARTITION: tags[t.JOB_ID]}, statuses=queued)
-        if instance.get_runs_count(busy) > 0:
+        # Runs already wait in the queue (a burst): this one waits behind them, in order,
+        # and the submit costs one query.
+        if instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED])) > 0:
             return False
-        per_user = _per_user_limit(self.get_run_queue_config().tag_concurrency_limits)
-        if per_user > 0:
-            mine = dg.RunsFilter(tags={t.USER: tags[t.USER]}, statuses=IN_PROGRESS)
-            if instance.get_runs_count(mine) >= per_user:
-                return False
         try:
             workers = workers_listening(shared_engine(settings.state_db_url()))
         except Exception:  # the state database does not answer: the queue's path
@@ -82,4 +78,14 @@ class WarmRunCoordinator(dg.QueuedRunCoordinator):
         # A worker executes one run at a time: a burst beyond the idle workers goes to the
         # queue, whose forked run workers run in parallel.
         warm = dg.RunsFilter(tags={t.WARM: list(t.WARM_VALUES)}, statuses=IN_PROGRESS)
-        return workers > 0 and instance.get_runs_count(warm) < workers
+        if workers == 0 or instance.get_runs_count(warm) >= workers:
+            return False
+        busy = dg.RunsFilter(tags={t.PARTITION: tags[t.JOB_ID]}, statuses=IN_PROGRESS)
+        if instance.get_runs_count(busy) > 0:
+            return False
+        per_user = _per_user_limit(self.get_run_queue_config().tag_concurrency_limits)
+        if per_user > 0:
+            mine = dg.RunsFilter(tags={t.USER: tags[t.USER]}, statuses=IN_PROGRESS)
+            if instance.get_runs_count(mine) >= per_user:
+                return False
+        return True
