@@ -38,7 +38,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 def test_restarts_under_20_parked_jobs_lose_none_and_pay_once(rig: Rig) -> None:
     before = rig.fake.created_count()
-    rig.fake.script = Script(seconds=15.0)
+    # Held at the provider until released: all 20 are parked together however slowly a
+    # loaded machine starts them (a clock-bound script let the first ones finish first).
+    rig.fake.script = Script(seconds=15.0, outcome="never")
     names = ("webserver", "daemon", "codeserver")
     try:
         ids = [started(rig, BASE)["job_id"] for _ in range(20)]
@@ -50,6 +52,8 @@ def test_restarts_under_20_parked_jobs_lose_none_and_pay_once(rig: Rig) -> None:
                 stack.signal(name, sig)
             for name in ("codeserver", "daemon", "webserver"):
                 stack.restart(name)
+        rig.fake.script = Script(seconds=PARKED_SECONDS)  # the video steps end on their own
+        rig.fake.release()
         docs = final(rig, ids, 420)
     finally:
         rig.fake.script = Script(seconds=PARKED_SECONDS)
